@@ -1,0 +1,219 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sort"
+	"sync/atomic"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Kind classifies a step type for the safety interlock: a destructive step
+// does not run after a backup step of the same run has failed.
+type Kind int
+
+const (
+	KindOther       Kind = iota
+	KindBackup           // produces a backup artifact or snapshot
+	KindDestructive      // deletes data: retention, prune, sync with deletes
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindBackup:
+		return "backup"
+	case KindDestructive:
+		return "destructive"
+	}
+	return "other"
+}
+
+// Output documents one output a step type produces.
+type Output struct {
+	Name string
+	Doc  string
+}
+
+// Outputs are the values a step hands to later steps as steps.<id>.outputs.<name>.
+type Outputs map[string]any
+
+// Stats are counters a step updates while it runs; the runner records them.
+type Stats struct {
+	BytesIn  atomic.Int64 // bytes read from the source (before compression/encryption)
+	BytesOut atomic.Int64 // bytes written to artifacts or sent
+}
+
+// Env is what a running step sees besides its params.
+type Env struct {
+	RunID   string
+	PlanName string
+	StepID  string
+	DryRun  bool
+	// Environ is the environment for child processes: the process
+	// environment merged with the plan's env files.
+	Environ []string
+	// Log is the step's logger; whatever it writes is redacted.
+	Log *slog.Logger
+	// Secrets redacts known secret values; steps add secrets they discover.
+	Secrets *Redactor
+	// TempDir is a private (0700) directory for this attempt, removed after it.
+	TempDir string
+	Stats   *Stats
+	// Progress reports streaming progress (bytes so far); may be nil.
+	Progress func(done int64)
+}
+
+// Getenv looks a name up in Environ (last entry wins, like the process env).
+func (e *Env) Getenv(name string) string {
+	v, _ := LookupEnv(e.Environ, name)
+	return v
+}
+
+// LookupEnv finds name in a KEY=VALUE list; the last entry wins.
+func LookupEnv(environ []string, name string) (string, bool) {
+	for i := len(environ) - 1; i >= 0; i-- {
+		kv := environ[i]
+		if len(kv) > len(name) && kv[len(name)] == '=' && kv[:len(name)] == name {
+			return kv[len(name)+1:], true
+		}
+	}
+	return "", false
+}
+
+// Def declares a step type once: its name, docs, params struct P (whose
+// tags drive validation, docs, the JSON schema and redaction), outputs and
+// behaviour. Type erases it for the Registry.
+type Def[P any] struct {
+	Name    string
+	Summary string // one line, shown by `planrun steps`
+	Doc     string // optional longer text
+	Kind    Kind
+	Outputs []Output
+	Example string // YAML of a `with:` block; must decode
+	// Preview describes, without any side effect, what Run would do: the
+	// command lines it would run and the files it would write (dry-run).
+	Preview func(env *Env, p *P) []string
+	Run     func(ctx context.Context, env *Env, p *P) (Outputs, error)
+}
+
+// Type is a step type with its params erased; built by Def.Type.
+type Type struct {
+	Name    string
+	Summary string
+	Doc     string
+	Kind    Kind
+	Outputs []Output
+	Example string
+	Params  *Spec
+
+	newParams func() any
+	preview   func(env *Env, p any) []string
+	run       func(ctx context.Context, env *Env, p any) (Outputs, error)
+}
+
+// Type builds the erased step type. It panics on a malformed params struct:
+// that is a programming error caught by the registry tests.
+func (d Def[P]) Type() *Type {
+	var zero P
+	spec, err := SpecOf(reflect.TypeOf(zero))
+	if err != nil {
+		panic(fmt.Sprintf("step type %s: %v", d.Name, err))
+	}
+	t := &Type{
+		Name: d.Name, Summary: d.Summary, Doc: d.Doc, Kind: d.Kind,
+		Outputs: d.Outputs, Example: d.Example, Params: spec,
+		newParams: func() any { return new(P) },
+		run: func(ctx context.Context, env *Env, p any) (Outputs, error) {
+			return d.Run(ctx, env, p.(*P))
+		},
+	}
+	if d.Preview != nil {
+		t.preview = func(env *Env, p any) []string { return d.Preview(env, p.(*P)) }
+	}
+	return t
+}
+
+// HasOutput reports whether the type declares an output of that name.
+func (t *Type) HasOutput(name string) bool {
+	for _, o := range t.Outputs {
+		if o.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Run decodes nothing: p must come from t.Decode.
+func (t *Type) Run(ctx context.Context, env *Env, p any) (Outputs, error) {
+	return t.run(ctx, env, p)
+}
+
+// Preview returns the dry-run description of what Run would do.
+func (t *Type) Preview(env *Env, p any) []string {
+	if t.preview == nil {
+		return nil
+	}
+	return t.preview(env, p)
+}
+
+// Registry is the set of step types a plan may use.
+type Registry struct {
+	types map[string]*Type
+}
+
+// NewRegistry builds a registry; duplicate names are a programming error.
+func NewRegistry(types ...*Type) *Registry {
+	r := &Registry{types: map[string]*Type{}}
+	for _, t := range types {
+		if _, dup := r.types[t.Name]; dup {
+			panic("duplicate step type " + t.Name)
+		}
+		r.types[t.Name] = t
+	}
+	return r
+}
+
+// Lookup returns the named type or nil.
+func (r *Registry) Lookup(name string) *Type { return r.types[name] }
+
+// Names returns the type names, sorted.
+func (r *Registry) Names() []string {
+	names := make([]string, 0, len(r.types))
+	for n := range r.types {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Validator is implemented by params structs with cross-field rules.
+type Validator interface {
+	Validate() error
+}
+
+// Decode builds a params value from a `with:` node (see Spec.Decode) and
+// runs its Validate method when decoding found no problem.
+func (t *Type) Decode(with *yaml.Node, deferExprs bool) (any, []Problem) {
+	p := t.newParams()
+	probs := t.Params.Decode(with, reflect.ValueOf(p), deferExprs)
+	if len(probs) == 0 {
+		if v, ok := p.(Validator); ok {
+			if err := v.Validate(); err != nil {
+				line, col := 0, 0
+				if with != nil {
+					line, col = with.Line, with.Column
+				}
+				probs = append(probs, Problem{Line: line, Col: col, Msg: err.Error()})
+			}
+		}
+	}
+	return p, probs
+}
+
+// SecretValues lists the values of the params tagged secret in p.
+func (t *Type) SecretValues(p any) []string {
+	return t.Params.SecretValues(reflect.ValueOf(p))
+}

@@ -1,0 +1,11 @@
+// Package steps holds the built-in step types, one file per type.
+package steps
+
+import "github.com/planrun/planrun/engine"
+
+// All returns the registry of every built-in step type: the one list.
+func All() *engine.Registry {
+	return engine.NewRegistry(
+		Exec.Type(),
+	)
+}

@@ -1,0 +1,399 @@
+// Package artifact is the one writer (and reader) of backup files: stream →
+// compression → encryption → temporary file in the target directory →
+// fsync → atomic rename → fsync of the directory, with size and sha256
+// computed on the way and a `<file>.sha256` sidecar in sha256sum format.
+// No partial file ever carries the final name.
+package artifact
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"filippo.io/age"
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+
+	"github.com/planrun/planrun/engine"
+)
+
+// EncryptSpec is the `encrypt:` block accepted by every step that writes an artifact.
+type EncryptSpec struct {
+	Recipients     []string `yaml:"recipients" doc:"age X25519 recipients (age1...); the backup host needs no decryption key"`
+	RecipientsFile string   `yaml:"recipients_file" doc:"file with age recipients, one per line (# comments allowed)"`
+	PassphraseFile string   `yaml:"passphrase_file" doc:"file whose first line is the passphrase (age scrypt); prefer recipients"`
+}
+
+// Validate checks that exactly one way to encrypt is given.
+func (e *EncryptSpec) Validate() error {
+	if e == nil {
+		return nil
+	}
+	n := 0
+	if len(e.Recipients) > 0 || e.RecipientsFile != "" {
+		n++
+	}
+	if e.PassphraseFile != "" {
+		n++
+	}
+	if n != 1 {
+		return errors.New("encrypt: give recipients and/or recipients_file, or passphrase_file (exactly one kind)")
+	}
+	return nil
+}
+
+// WriteOptions is embedded (inline) in the params of every step that
+// writes an artifact.
+type WriteOptions struct {
+	Output    string       `yaml:"output" required:"true" doc:"artifact path; written under a temporary name and renamed when complete"`
+	Compress  string       `yaml:"compress" enum:"zstd|gzip|none" default:"zstd" doc:"compression applied before encryption"`
+	Level     int          `yaml:"level" doc:"compression level (zstd 1-22, default 3; gzip 1-9, default 6)"`
+	Encrypt   *EncryptSpec `yaml:"encrypt" doc:"age encryption of the (compressed) stream"`
+	Overwrite bool         `yaml:"overwrite" doc:"replace an existing artifact of the same name"`
+}
+
+// Validate checks the compression level and the encrypt block.
+func (o *WriteOptions) Validate() error {
+	switch o.Compress {
+	case "zstd":
+		if o.Level < 0 || o.Level > 22 {
+			return fmt.Errorf("level: zstd levels are 1-22, got %d", o.Level)
+		}
+	case "gzip":
+		if o.Level < 0 || o.Level > 9 {
+			return fmt.Errorf("level: gzip levels are 1-9, got %d", o.Level)
+		}
+	}
+	return o.Encrypt.Validate()
+}
+
+// ReadOptions is embedded (inline) in the params of steps that read artifacts.
+type ReadOptions struct {
+	IdentityFile   string `yaml:"identity_file" doc:"age identity file (AGE-SECRET-KEY-...) to decrypt recipient-encrypted artifacts"`
+	PassphraseFile string `yaml:"passphrase_file" doc:"file whose first line is the passphrase of a passphrase-encrypted artifact"`
+}
+
+// Describe renders what a writer would produce, for dry-run output.
+func (o WriteOptions) Describe() string {
+	parts := []string{o.Compress}
+	if o.Encrypt != nil {
+		switch {
+		case o.Encrypt.PassphraseFile != "":
+			parts = append(parts, "age passphrase from "+o.Encrypt.PassphraseFile)
+		default:
+			n := len(o.Encrypt.Recipients)
+			desc := fmt.Sprintf("age to %d recipient(s)", n)
+			if o.Encrypt.RecipientsFile != "" {
+				desc += " + " + o.Encrypt.RecipientsFile
+			}
+			parts = append(parts, desc)
+		}
+	}
+	return fmt.Sprintf("write %s (%s; + %s.sha256)", o.Output, strings.Join(parts, ", "), filepath.Base(o.Output))
+}
+
+// Result describes a committed artifact.
+type Result struct {
+	Path    string
+	Size    int64  // bytes on disk
+	SHA256  string // of the bytes on disk
+	BytesIn int64  // bytes written into the writer (before compression)
+}
+
+// Outputs returns the standard artifact outputs: path, size, sha256, bytes_in.
+func (r Result) Outputs() engine.Outputs {
+	return engine.Outputs{"path": r.Path, "size": r.Size, "sha256": r.SHA256, "bytes_in": r.BytesIn}
+}
+
+// StandardOutputs documents Result.Outputs for step declarations.
+var StandardOutputs = []engine.Output{
+	{Name: "path", Doc: "path of the artifact"},
+	{Name: "size", Doc: "size in bytes on disk"},
+	{Name: "sha256", Doc: "hex sha256 of the artifact (also in <path>.sha256)"},
+	{Name: "bytes_in", Doc: "bytes before compression and encryption"},
+}
+
+// Writer streams data into a new artifact. Call Commit to publish it or
+// Abort to discard it; Abort after Commit is a no-op, so `defer w.Abort()`.
+type Writer struct {
+	opts    WriteOptions
+	tmp     *os.File
+	tmpName string
+	hash    hash.Hash
+	counted *countWriter // counts bytes on disk
+	chain   []io.WriteCloser
+	head    io.Writer
+	in      int64
+	stats   *engine.Stats
+	done    bool
+	ctx     context.Context
+}
+
+// Create opens a temporary file next to opts.Output and builds the chain.
+func Create(ctx context.Context, env *engine.Env, opts WriteOptions) (*Writer, error) {
+	final := opts.Output
+	if final == "" {
+		return nil, errors.New("artifact: no output path")
+	}
+	dir := filepath.Dir(final)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("artifact: %w", err)
+	}
+	if !opts.Overwrite {
+		if _, err := os.Lstat(final); err == nil {
+			return nil, fmt.Errorf("artifact %s already exists (set overwrite: true to replace it)", final)
+		}
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(final)+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("artifact: %w", err)
+	}
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return nil, fmt.Errorf("artifact: %w", err)
+	}
+	w := &Writer{opts: opts, tmp: tmp, tmpName: tmp.Name(), hash: sha256.New(), ctx: ctx}
+	if env != nil {
+		w.stats = env.Stats
+	}
+	w.counted = &countWriter{w: io.MultiWriter(tmp, w.hash)}
+	var sink io.Writer = w.counted
+	if opts.Encrypt != nil {
+		recips, err := recipients(opts.Encrypt)
+		if err != nil {
+			w.Abort()
+			return nil, err
+		}
+		ew, err := age.Encrypt(sink, recips...)
+		if err != nil {
+			w.Abort()
+			return nil, fmt.Errorf("artifact: age: %w", err)
+		}
+		w.chain = append(w.chain, ew)
+		sink = ew
+	}
+	switch opts.Compress {
+	case "", "zstd":
+		level := opts.Level
+		if level == 0 {
+			level = 3
+		}
+		zw, err := zstd.NewWriter(sink, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)))
+		if err != nil {
+			w.Abort()
+			return nil, fmt.Errorf("artifact: zstd: %w", err)
+		}
+		w.chain = append(w.chain, zw)
+		sink = zw
+	case "gzip":
+		level := opts.Level
+		if level == 0 {
+			level = 6
+		}
+		gw, err := pgzip.NewWriterLevel(sink, level)
+		if err != nil {
+			w.Abort()
+			return nil, fmt.Errorf("artifact: gzip: %w", err)
+		}
+		w.chain = append(w.chain, gw)
+		sink = gw
+	case "none":
+	default:
+		w.Abort()
+		return nil, fmt.Errorf("artifact: unknown compression %q", opts.Compress)
+	}
+	w.head = sink
+	return w, nil
+}
+
+// Write streams p into the artifact. It fails once ctx is cancelled.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.done {
+		return 0, errors.New("artifact: write after commit/abort")
+	}
+	if err := w.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := w.head.Write(p)
+	w.in += int64(n)
+	if w.stats != nil {
+		w.stats.BytesIn.Add(int64(n))
+	}
+	return n, err
+}
+
+// Commit finishes the stream, syncs, renames into place, syncs the
+// directory and writes the sha256 sidecar.
+func (w *Writer) Commit() (Result, error) {
+	if w.done {
+		return Result{}, errors.New("artifact: already committed or aborted")
+	}
+	if err := w.ctx.Err(); err != nil {
+		w.Abort()
+		return Result{}, err
+	}
+	// Close innermost-last: compression first, then encryption.
+	for i := len(w.chain) - 1; i >= 0; i-- {
+		if err := w.chain[i].Close(); err != nil {
+			w.Abort()
+			return Result{}, fmt.Errorf("artifact %s: %w", w.opts.Output, err)
+		}
+	}
+	if err := w.tmp.Sync(); err != nil {
+		w.Abort()
+		return Result{}, fmt.Errorf("artifact %s: sync: %w", w.opts.Output, err)
+	}
+	if err := w.tmp.Close(); err != nil {
+		w.Abort()
+		return Result{}, fmt.Errorf("artifact %s: %w", w.opts.Output, err)
+	}
+	sum := hex.EncodeToString(w.hash.Sum(nil))
+	final := w.opts.Output
+	// Sidecar first (its own atomic write), so a published artifact always has one.
+	side := fmt.Sprintf("%s  %s\n", sum, filepath.Base(final))
+	if err := WriteFileAtomic(final+".sha256", []byte(side), 0o600); err != nil {
+		w.Abort()
+		return Result{}, err
+	}
+	if !w.opts.Overwrite {
+		// Link fails if the name appeared meanwhile: never clobber.
+		if err := os.Link(w.tmpName, final); err != nil {
+			w.Abort()
+			return Result{}, fmt.Errorf("artifact: publish %s: %w", final, err)
+		}
+		os.Remove(w.tmpName)
+	} else if err := os.Rename(w.tmpName, final); err != nil {
+		w.Abort()
+		return Result{}, fmt.Errorf("artifact: publish %s: %w", final, err)
+	}
+	w.done = true
+	if err := SyncDir(filepath.Dir(final)); err != nil {
+		return Result{}, err
+	}
+	if w.stats != nil {
+		w.stats.BytesOut.Add(w.counted.n)
+	}
+	return Result{Path: final, Size: w.counted.n, SHA256: sum, BytesIn: w.in}, nil
+}
+
+// Abort discards the temporary file. Safe to call more than once.
+func (w *Writer) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	w.tmp.Close()
+	os.Remove(w.tmpName)
+}
+
+// WriteFileAtomic writes a small file via temp + fsync + rename + dir fsync.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return SyncDir(dir)
+}
+
+// SyncDir fsyncs a directory so a rename in it is durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func recipients(e *EncryptSpec) ([]age.Recipient, error) {
+	if e.PassphraseFile != "" {
+		pass, err := readFirstLine(e.PassphraseFile)
+		if err != nil {
+			return nil, err
+		}
+		r, err := age.NewScryptRecipient(pass)
+		if err != nil {
+			return nil, fmt.Errorf("passphrase: %w", err)
+		}
+		return []age.Recipient{r}, nil
+	}
+	var out []age.Recipient
+	for _, s := range e.Recipients {
+		r, err := age.ParseX25519Recipient(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("encrypt: recipient %q: %w", s, err)
+		}
+		out = append(out, r)
+	}
+	if e.RecipientsFile != "" {
+		f, err := os.Open(e.RecipientsFile)
+		if err != nil {
+			return nil, fmt.Errorf("encrypt: %w", err)
+		}
+		defer f.Close()
+		rs, err := age.ParseRecipients(f)
+		if err != nil {
+			return nil, fmt.Errorf("encrypt: %s: %w", e.RecipientsFile, err)
+		}
+		out = append(out, rs...)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("encrypt: no recipients")
+	}
+	return out, nil
+}
+
+func readFirstLine(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.TrimRight(line, "\r")
+	if line == "" {
+		return "", fmt.Errorf("%s: empty passphrase", path)
+	}
+	return line, nil
+}

@@ -1,0 +1,239 @@
+// Package proc is the only caller of os/exec: every child process runs in
+// its own process group, is cancelled through its context (SIGTERM to the
+// group, SIGKILL after a grace period), and has its stderr kept as a
+// bounded, redacted tail.
+package proc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/planrun/planrun/engine"
+)
+
+// TailSize bounds the captured stdout/stderr tails.
+const TailSize = 64 << 10
+
+// GracePeriod is how long a cancelled group gets between SIGTERM and SIGKILL.
+var GracePeriod = 10 * time.Second
+
+// Cmd describes one child process.
+type Cmd struct {
+	Name string   // program: a name looked up in PATH, or a path
+	Args []string // arguments after the program name
+	Env  []string // full environment (nil: none besides what the caller gives)
+	Dir  string
+	// Stdin, Stdout: streams; a nil Stdout is captured into Result.Stdout.
+	Stdin  io.Reader
+	Stdout io.Writer
+	// Stderr, if set, also receives stderr (besides the tail).
+	Stderr  io.Writer
+	Secrets *engine.Redactor
+}
+
+// Result is what a finished child left behind.
+type Result struct {
+	ExitCode int
+	Stdout   string // tail (only when Cmd.Stdout was nil), redacted
+	Stderr   string // tail, redacted
+	Duration time.Duration
+}
+
+// ExitError is returned when the child ran but exited non-zero or by signal.
+type ExitError struct {
+	Name     string
+	ExitCode int
+	Signal   string
+	Stderr   string // redacted tail
+}
+
+func (e *ExitError) Error() string {
+	how := fmt.Sprintf("exit status %d", e.ExitCode)
+	if e.Signal != "" {
+		how = "killed by " + e.Signal
+	}
+	msg := fmt.Sprintf("%s: %s", e.Name, how)
+	if tail := lastLines(e.Stderr, 20); tail != "" {
+		msg += ": " + tail
+	}
+	return msg
+}
+
+// CommandLine renders the argv for logs and dry-run, shell-quoted and redacted.
+func CommandLine(secrets *engine.Redactor, name string, args ...string) string {
+	parts := make([]string, 0, len(args)+1)
+	for _, a := range append([]string{name}, args...) {
+		parts = append(parts, Quote(secrets.Redact(a)))
+	}
+	return strings.Join(parts, " ")
+}
+
+// Quote shell-quotes s when needed, for display only.
+func Quote(s string) string {
+	if s == "" {
+		return "''"
+	}
+	if strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,@%+", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// LookPath resolves a program like exec.LookPath, with an error that names it.
+func LookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		if _, err := exec.LookPath(name); err != nil {
+			return "", fmt.Errorf("%s: not an executable file", name)
+		}
+		return name, nil
+	}
+	// Search the child's PATH, not only ours.
+	if p, ok := engine.LookupEnv(env, "PATH"); ok {
+		for _, dir := range strings.Split(p, ":") {
+			if dir == "" {
+				continue
+			}
+			if path, err := exec.LookPath(dir + "/" + name); err == nil {
+				return path, nil
+			}
+		}
+	}
+	if path, err := exec.LookPath(name); err == nil {
+		return path, nil
+	}
+	return "", fmt.Errorf("%s: executable not found in PATH (is it installed?)", name)
+}
+
+// Run starts the child and waits. A non-zero exit is an *ExitError; a
+// cancelled context kills the whole process group and returns ctx.Err()
+// wrapped with the child's name.
+func Run(ctx context.Context, c Cmd) (Result, error) {
+	path, err := LookPath(c.Name, c.Env)
+	if err != nil {
+		return Result{ExitCode: -1}, err
+	}
+	cmd := exec.Command(path, c.Args...)
+	cmd.Env = c.Env
+	cmd.Dir = c.Dir
+	cmd.Stdin = c.Stdin
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+
+	stderr := newTail(TailSize)
+	var stdout *tail
+	if c.Stdout != nil {
+		cmd.Stdout = c.Stdout
+	} else {
+		stdout = newTail(TailSize)
+		cmd.Stdout = stdout
+	}
+	cmd.Stderr = stderr
+	if c.Stderr != nil {
+		cmd.Stderr = io.MultiWriter(stderr, c.Stderr)
+	}
+
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return Result{ExitCode: -1}, fmt.Errorf("%s: %w", c.Name, err)
+	}
+	pgid := cmd.Process.Pid
+
+	// Cancellation: SIGTERM the group, then SIGKILL it after the grace period.
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		}
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(GracePeriod):
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+	}()
+	werr := cmd.Wait()
+	close(done)
+	// Whatever the leader's fate, leave no member of its group behind.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+
+	res := Result{Duration: time.Since(start), Stderr: c.Secrets.Redact(stderr.String())}
+	if stdout != nil {
+		res.Stdout = c.Secrets.Redact(stdout.String())
+	}
+	if werr == nil {
+		return res, nil
+	}
+	var ee *exec.ExitError
+	if errors.As(werr, &ee) {
+		res.ExitCode = ee.ExitCode()
+		if ctx.Err() != nil {
+			return res, fmt.Errorf("%s: %w", c.Name, ctx.Err())
+		}
+		xe := &ExitError{Name: c.Name, ExitCode: res.ExitCode, Stderr: res.Stderr}
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			xe.Signal = ws.Signal().String()
+		}
+		return res, xe
+	}
+	res.ExitCode = -1
+	if ctx.Err() != nil {
+		return res, fmt.Errorf("%s: %w", c.Name, ctx.Err())
+	}
+	return res, fmt.Errorf("%s: %w", c.Name, werr)
+}
+
+// tail keeps the last n bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	n   int
+	buf []byte
+	cut bool
+}
+
+func newTail(n int) *tail { return &tail{n: n} }
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > 2*t.n {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.n:]...)
+		t.cut = true
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := t.buf
+	if len(b) > t.n {
+		b, t.cut = b[len(b)-t.n:], true
+	}
+	if t.cut {
+		if i := bytes.IndexByte(b, '\n'); i >= 0 && i < len(b)-1 {
+			b = b[i+1:]
+		}
+	}
+	return string(b)
+}
+
+// lastLines returns the last n non-empty lines of s, joined with " | ".
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.TrimSpace(strings.Join(lines, "\n"))
+}
