@@ -1,0 +1,41 @@
+# planrun — build, demo, tests, benchmarks.
+GO      ?= go
+BIN     := bin/planrun
+PKGS    := ./...
+
+.PHONY: build demo test unit integration bench fuzz schema lint testenv-start testenv-stop clean
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/planrun
+
+# Runs the built-in demo plan: no external services needed.
+demo: build
+	./scripts/demo.sh
+
+# The test command: vet, then every test (unit + integration against real
+# services that scripts/testenv.sh installs, starts and stops).
+test:
+	./scripts/test.sh
+
+# Unit tests only (no services).
+unit:
+	$(GO) vet $(PKGS)
+	$(GO) test -race $(PKGS)
+
+bench: build
+	./scripts/bench.sh
+
+fuzz:
+	$(GO) test ./engine -run '^$$' -fuzz FuzzLoad -fuzztime 30s
+
+schema: build
+	$(BIN) schema > schemas/plan.schema.json
+
+testenv-start:
+	./scripts/testenv.sh start
+
+testenv-stop:
+	./scripts/testenv.sh stop
+
+clean:
+	rm -rf bin
