@@ -1,0 +1,61 @@
+package engine
+
+import (
+	"context"
+	"time"
+)
+
+// Run statuses as recorded.
+const (
+	StatusRunning     = "running"
+	StatusSuccess     = "success"
+	StatusFailed      = "failed"
+	StatusInterrupted = "interrupted"
+	StatusSkipped     = "skipped"
+)
+
+// RunRecord is one apply of a plan. Nothing in it is secret: the runner
+// redacts every string before it reaches a Recorder.
+type RunRecord struct {
+	ID         string    `json:"id"`
+	Plan       string    `json:"plan"`
+	PlanFile   string    `json:"plan_file"`
+	PlanSHA256 string    `json:"plan_sha256"`
+	Host       string    `json:"host"`
+	Trigger    string    `json:"trigger"` // e.g. "cli", "cron" (from PLANRUN_TRIGGER)
+	PID        int       `json:"pid"`
+	Started    time.Time `json:"started"`
+	Finished   time.Time `json:"finished,omitzero"`
+	Status     string    `json:"status"`
+	ExitCode   int       `json:"exit_code"`
+	Error      string    `json:"error,omitempty"`
+	LogFile    string    `json:"log_file,omitempty"`
+}
+
+// AttemptRecord is one attempt of one step (a skipped step has one record
+// with status skipped and attempt 0).
+type AttemptRecord struct {
+	RunID    string         `json:"run_id"`
+	StepID   string         `json:"step_id"`
+	StepType string         `json:"step_type"`
+	Attempt  int            `json:"attempt"`
+	Status   string         `json:"status"`
+	Started  time.Time      `json:"started"`
+	Finished time.Time      `json:"finished"`
+	Duration time.Duration  `json:"duration_ns"`
+	Error    string         `json:"error,omitempty"`
+	Reason   string         `json:"reason,omitempty"` // why skipped, etc.
+	Outputs  map[string]any `json:"outputs,omitempty"`
+	BytesIn  int64          `json:"bytes_in"`
+	BytesOut int64          `json:"bytes_out"`
+	// Artifacts lists files the step wrote (path → sha256), from its outputs.
+	Artifacts map[string]string `json:"artifacts,omitempty"`
+}
+
+// Recorder stores runs and attempts. The SQLite implementation lives in
+// engine/store; the runner only sees this interface.
+type Recorder interface {
+	StartRun(ctx context.Context, r RunRecord) error
+	RecordAttempt(ctx context.Context, a AttemptRecord) error
+	FinishRun(ctx context.Context, r RunRecord) error
+}
