@@ -12,6 +12,7 @@ require (
 
 require (
 	filippo.io/hpke v0.4.0 // indirect
+	github.com/expr-lang/expr v1.17.8 // indirect
 	golang.org/x/crypto v0.55.0 // indirect
 	golang.org/x/sys v0.47.0 // indirect
 )

@@ -48,10 +48,10 @@ type Stats struct {
 
 // Env is what a running step sees besides its params.
 type Env struct {
-	RunID   string
+	RunID    string
 	PlanName string
-	StepID  string
-	DryRun  bool
+	StepID   string
+	DryRun   bool
 	// Environ is the environment for child processes: the process
 	// environment merged with the plan's env files.
 	Environ []string
@@ -93,6 +93,8 @@ type Def[P any] struct {
 	Kind    Kind
 	Outputs []Output
 	Example string // YAML of a `with:` block; must decode
+	// Tools are the programs the step runs (checked by validate --strict).
+	Tools []string
 	// Preview describes, without any side effect, what Run would do: the
 	// command lines it would run and the files it would write (dry-run).
 	Preview func(env *Env, p *P) []string
@@ -107,6 +109,7 @@ type Type struct {
 	Kind    Kind
 	Outputs []Output
 	Example string
+	Tools   []string
 	Params  *Spec
 
 	newParams func() any
@@ -124,7 +127,7 @@ func (d Def[P]) Type() *Type {
 	}
 	t := &Type{
 		Name: d.Name, Summary: d.Summary, Doc: d.Doc, Kind: d.Kind,
-		Outputs: d.Outputs, Example: d.Example, Params: spec,
+		Outputs: d.Outputs, Example: d.Example, Tools: d.Tools, Params: spec,
 		newParams: func() any { return new(P) },
 		run: func(ctx context.Context, env *Env, p any) (Outputs, error) {
 			return d.Run(ctx, env, p.(*P))

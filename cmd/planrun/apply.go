@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/planrun/planrun/engine"
+	"github.com/planrun/planrun/engine/store"
+	"github.com/planrun/planrun/steps"
+)
+
+func cmdApply(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("apply", stderr)
+	dryRun := fs.Bool("dry-run", false, "print what would run (resolved params, commands, files); run and record nothing")
+	var envFiles listFlag
+	fs.Var(&envFiles, "env-file", "extra env file, read after the plan's env_files (repeatable)")
+	vars := varsFlag{}
+	fs.Var(vars, "var", "override a plan var: name=value (repeatable)")
+	wait := fs.Bool("wait", false, "wait for another run of the plan to finish instead of exiting 3")
+	loose := fs.Bool("allow-loose-env-perms", false, "warn instead of refusing env files readable by group/others")
+	db := fs.String("db", "", "run store path (default $PLANRUN_DB or <state dir>/runs.db)")
+	logFormat := fs.String("log-format", "", "text or json (default $PLANRUN_LOG_FORMAT or text)")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return engine.ExitInvalid
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "usage: planrun apply PLAN [--dry-run] [--env-file F]... [--var k=v]... [--wait]")
+		return engine.ExitInvalid
+	}
+	settings, err := engine.LoadSettings(context.Background(), nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "planrun: settings: %v\n", err)
+		return engine.ExitInvalid
+	}
+	if *db != "" {
+		settings.DB = *db
+	}
+	if *logFormat != "" {
+		settings.LogFormat = *logFormat
+	}
+	if settings.LogFormat != "text" && settings.LogFormat != "json" {
+		fmt.Fprintf(stderr, "planrun: log format must be text or json, got %q\n", settings.LogFormat)
+		return engine.ExitInvalid
+	}
+
+	plan, err := engine.LoadFile(pos[0], steps.All())
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return engine.ExitInvalid
+	}
+	scope, err := engine.Prepare(plan, engine.Invocation{
+		Environ: os.Environ(), ExtraEnvFiles: envFiles, AllowLoosePerms: *loose, Vars: vars,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "planrun: %v\n", err)
+		return engine.ExitInvalid
+	}
+	if *dryRun {
+		if err := engine.DryRun(stdout, plan, scope); err != nil {
+			fmt.Fprintf(stderr, "planrun: %v\n", err)
+			return engine.ExitFailed
+		}
+		return engine.ExitOK
+	}
+
+	st, err := store.Open(settings.DB)
+	if err != nil {
+		fmt.Fprintf(stderr, "planrun: run store %s: %v\n", settings.DB, err)
+		return engine.ExitFailed
+	}
+	defer st.Close()
+
+	// First SIGINT/SIGTERM: cancel the running step and run only the
+	// always()/failure() steps. A second one also aborts those.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	hard, hardCancel := context.WithCancel(context.Background())
+	defer cancel(nil)
+	defer hardCancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		n := 0
+		for sig := range sigs {
+			n++
+			if n == 1 {
+				cancel(engine.SignalCause{Signal: sig.(syscall.Signal)})
+			} else {
+				hardCancel()
+			}
+		}
+	}()
+
+	trigger := os.Getenv("PLANRUN_TRIGGER")
+	if trigger == "" {
+		trigger = "cli"
+	}
+	res := engine.Apply(ctx, plan, scope, engine.Options{
+		Recorder: st, StateDir: settings.StateDir, LogFormat: settings.LogFormat,
+		Stderr: stderr, Trigger: trigger, Wait: *wait, Hard: hard,
+	})
+	var locked *engine.ErrLocked
+	if errors.As(res.Err, &locked) {
+		fmt.Fprintf(stderr, "planrun: %v\n", locked)
+	}
+	return res.ExitCode
+}

@@ -1,0 +1,534 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Keys of the plan format, for unknown-key hints.
+var (
+	planKeys     = []string{"version", "name", "description", "env_files", "env_precedence", "secrets", "vars", "defaults", "timeout", "monitor", "steps"}
+	defaultsKeys = []string{"timeout", "retry"}
+	retryKeys    = []string{"attempts", "delay", "max_delay"}
+	stepKeys     = []string{"id", "name", "type", "with", "when", "timeout", "retry", "continue_on_error", "after_backup_failure"}
+	monitorKeys  = []string{"type", "with"}
+)
+
+var (
+	idRe       = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
+	planNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	varNameRe  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// DefaultStepTimeout applies when neither the step nor the plan sets one.
+const DefaultStepTimeout = 2 * time.Hour
+
+// LoadFile reads and validates a plan. On problems it returns them all as
+// a Problems error (sorted, each with file:line:col).
+func LoadFile(path string, reg *Registry) (*Plan, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, Problems{{File: path, Msg: fmt.Sprintf("cannot read plan: %v", errors.Unwrap(err))}}
+	}
+	return Load(path, data, reg)
+}
+
+// Load parses and validates plan text; file names it in problems.
+func Load(file string, data []byte, reg *Registry) (*Plan, error) {
+	l := &loader{file: file, reg: reg}
+	p := l.load(data)
+	if len(l.probs) > 0 {
+		for i := range l.probs {
+			l.probs[i].File = file
+		}
+		l.probs.sort()
+		return nil, l.probs
+	}
+	sum := sha256.Sum256(data)
+	p.SHA256 = hex.EncodeToString(sum[:])
+	p.File = file
+	return p, nil
+}
+
+type loader struct {
+	file  string
+	reg   *Registry
+	probs Problems
+}
+
+func (l *loader) errf(n *yaml.Node, format string, args ...any) {
+	line, col := 0, 0
+	if n != nil {
+		line, col = n.Line, n.Column
+	}
+	l.probs = append(l.probs, Problem{Line: line, Col: col, Msg: fmt.Sprintf(format, args...)})
+}
+
+var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func (l *loader) load(data []byte) *Plan {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		msg := err.Error()
+		if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			l.probs = append(l.probs, Problem{Line: line, Col: 1, Msg: "invalid YAML: " + m[2]})
+		} else {
+			l.probs = append(l.probs, Problem{Line: 1, Col: 1, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")})
+		}
+		return nil
+	}
+	if len(doc.Content) == 0 {
+		l.probs = append(l.probs, Problem{Line: 1, Col: 1, Msg: "empty plan"})
+		return nil
+	}
+	root := doc.Content[0]
+	expandMerges(root, 0)
+	if root.Kind != yaml.MappingNode {
+		l.errf(root, "a plan must be a mapping with keys version, name, steps, ...")
+		return nil
+	}
+	p := &Plan{EnvPrecedence: "file", Defaults: StepDefaults{Timeout: DefaultStepTimeout, Retry: Retry{Attempts: 1}}}
+	var stepsNode, monitorNode, varsNode *yaml.Node
+	seen := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], resolve(root.Content[i+1])
+		if prev, dup := seen[k.Value]; dup {
+			l.errf(k, "key %q given twice (first at line %d)", k.Value, prev.Line)
+			continue
+		}
+		seen[k.Value] = k
+		switch k.Value {
+		case "version":
+			if n, ok := l.intVal(v, "version"); ok && n != 1 {
+				l.errf(v, "unsupported plan version %d (this planrun reads version 1)", n)
+			} else {
+				p.Version = n
+			}
+		case "name":
+			p.Name, _ = l.str(v, "name")
+			if p.Name != "" && !planNameRe.MatchString(p.Name) {
+				l.errf(v, "name %q: use letters, digits, '.', '_' and '-' (it names the lock and the run history)", p.Name)
+			}
+		case "description":
+			p.Description, _ = l.str(v, "description")
+		case "env_files":
+			p.EnvFiles = l.strList(v, "env_files")
+		case "env_precedence":
+			if s, ok := l.str(v, "env_precedence"); ok {
+				if s != "file" && s != "process" {
+					l.errf(v, "env_precedence must be file or process, got %q", s)
+				}
+				p.EnvPrecedence = s
+			}
+		case "secrets":
+			p.Secrets = l.strList(v, "secrets")
+		case "vars":
+			varsNode = v
+		case "defaults":
+			l.defaults(v, &p.Defaults)
+		case "timeout":
+			p.Timeout, _ = l.duration(v, "timeout")
+		case "monitor":
+			monitorNode = v
+		case "steps":
+			stepsNode = v
+		default:
+			l.unknownKey(k, "plan key", planKeys)
+		}
+	}
+	if _, ok := seen["version"]; !ok {
+		l.errf(root, "missing required key \"version\" (use version: 1)")
+	}
+	if _, ok := seen["name"]; !ok {
+		l.errf(root, "missing required key \"name\"")
+	}
+	if varsNode != nil {
+		p.Vars = l.vars(varsNode)
+	}
+	if stepsNode == nil {
+		l.errf(root, "missing required key \"steps\"")
+	} else {
+		p.Steps = l.steps(stepsNode, p)
+	}
+	if monitorNode != nil {
+		p.Monitor = l.monitor(monitorNode, p)
+	}
+	l.checkRefs(p)
+	return p
+}
+
+// expandMerges applies YAML merge keys (<<: *anchor) in place.
+func expandMerges(n *yaml.Node, depth int) {
+	if n == nil || depth > 100 {
+		return
+	}
+	if n.Kind == yaml.MappingNode {
+		var out []*yaml.Node
+		var merged []*yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Tag == "!!merge" {
+				src := resolve(v)
+				var maps []*yaml.Node
+				if src.Kind == yaml.SequenceNode {
+					maps = src.Content
+				} else {
+					maps = []*yaml.Node{src}
+				}
+				for _, m := range maps {
+					if m = resolve(m); m.Kind == yaml.MappingNode {
+						merged = append(merged, m.Content...)
+					}
+				}
+				continue
+			}
+			out = append(out, k, v)
+		}
+		for i := 0; i+1 < len(merged); i += 2 {
+			if !hasKey(out, merged[i].Value) {
+				out = append(out, merged[i], merged[i+1])
+			}
+		}
+		n.Content = out
+	}
+	for _, c := range n.Content {
+		expandMerges(c, depth+1)
+	}
+}
+
+func hasKey(content []*yaml.Node, key string) bool {
+	for i := 0; i < len(content); i += 2 {
+		if content[i].Value == key {
+			return true
+		}
+	}
+	return false
+}
+
+func resolve(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+func (l *loader) unknownKey(k *yaml.Node, what string, known []string) {
+	msg := fmt.Sprintf("unknown %s %q", what, k.Value)
+	if hint := Suggest(k.Value, known); hint != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", hint)
+	} else {
+		msg += " (known: " + strings.Join(known, ", ") + ")"
+	}
+	l.errf(k, "%s", msg)
+}
+
+func (l *loader) str(v *yaml.Node, field string) (string, bool) {
+	if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+		l.errf(v, "%s: expected a string", field)
+		return "", false
+	}
+	return v.Value, true
+}
+
+func (l *loader) intVal(v *yaml.Node, field string) (int, bool) {
+	if v.Kind != yaml.ScalarNode || v.Tag != "!!int" {
+		l.errf(v, "%s: expected an integer, got %s", field, describe(v))
+		return 0, false
+	}
+	n, err := strconv.Atoi(v.Value)
+	if err != nil {
+		l.errf(v, "%s: expected an integer, got %q", field, v.Value)
+		return 0, false
+	}
+	return n, true
+}
+
+func (l *loader) boolVal(v *yaml.Node, field string) bool {
+	if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" {
+		l.errf(v, "%s: expected true or false, got %s", field, describe(v))
+		return false
+	}
+	return v.Value == "true" || v.Value == "True" || v.Value == "TRUE"
+}
+
+func (l *loader) duration(v *yaml.Node, field string) (time.Duration, bool) {
+	if v.Kind != yaml.ScalarNode {
+		l.errf(v, "%s: expected a duration like 30m, got %s", field, describe(v))
+		return 0, false
+	}
+	d, err := ParseDuration(v.Value)
+	if err != nil {
+		l.errf(v, "%s: %v", field, err)
+		return 0, false
+	}
+	if d <= 0 {
+		l.errf(v, "%s: must be positive", field)
+		return 0, false
+	}
+	return d, true
+}
+
+func (l *loader) strList(v *yaml.Node, field string) []string {
+	if v.Kind != yaml.SequenceNode {
+		l.errf(v, "%s: expected a list of strings, got %s", field, describe(v))
+		return nil
+	}
+	var out []string
+	for _, e := range v.Content {
+		e = resolve(e)
+		if e.Kind != yaml.ScalarNode {
+			l.errf(e, "%s: expected a string, got %s", field, describe(e))
+			continue
+		}
+		out = append(out, e.Value)
+	}
+	return out
+}
+
+func describe(v *yaml.Node) string {
+	switch v.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("%q", v.Value)
+	}
+	return "nothing"
+}
+
+func (l *loader) mapping(v *yaml.Node, field string, known []string, fn func(k, v *yaml.Node)) {
+	if v.Kind != yaml.MappingNode {
+		l.errf(v, "%s: expected a mapping with keys %s", field, strings.Join(known, ", "))
+		return
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		k := v.Content[i]
+		if seen[k.Value] {
+			l.errf(k, "%s: key %q given twice", field, k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		if !contains(known, k.Value) {
+			l.unknownKey(k, field+" key", known)
+			continue
+		}
+		fn(k, resolve(v.Content[i+1]))
+	}
+}
+
+func (l *loader) defaults(v *yaml.Node, d *StepDefaults) {
+	l.mapping(v, "defaults", defaultsKeys, func(k, v *yaml.Node) {
+		switch k.Value {
+		case "timeout":
+			if t, ok := l.duration(v, "defaults.timeout"); ok {
+				d.Timeout = t
+			}
+		case "retry":
+			d.Retry = l.retry(v, "defaults.retry", d.Retry)
+		}
+	})
+}
+
+func (l *loader) retry(v *yaml.Node, field string, base Retry) Retry {
+	r := base
+	l.mapping(v, field, retryKeys, func(k, v *yaml.Node) {
+		switch k.Value {
+		case "attempts":
+			if n, ok := l.intVal(v, field+".attempts"); ok {
+				if n < 1 || n > 100 {
+					l.errf(v, "%s.attempts: must be 1..100, got %d", field, n)
+				}
+				r.Attempts = n
+			}
+		case "delay":
+			r.Delay, _ = l.duration(v, field+".delay")
+		case "max_delay":
+			r.MaxDelay, _ = l.duration(v, field+".max_delay")
+		}
+	})
+	if r.MaxDelay > 0 && r.Delay > r.MaxDelay {
+		l.errf(v, "%s: delay %s is longer than max_delay %s", field, r.Delay, r.MaxDelay)
+	}
+	return r
+}
+
+func (l *loader) vars(v *yaml.Node) []*Var {
+	if v.Kind != yaml.MappingNode {
+		l.errf(v, "vars: expected a mapping of names to values")
+		return nil
+	}
+	var out []*Var
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		k, val := v.Content[i], resolve(v.Content[i+1])
+		if !varNameRe.MatchString(k.Value) {
+			l.errf(k, "vars: invalid name %q (letters, digits and _; it is used as vars.%s)", k.Value, k.Value)
+			continue
+		}
+		if seen[k.Value] {
+			l.errf(k, "vars: %q defined twice", k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		out = append(out, &Var{Name: k.Value, Value: val, Line: k.Line, Col: k.Column})
+	}
+	return out
+}
+
+func (l *loader) steps(v *yaml.Node, p *Plan) []*Step {
+	if v.Kind != yaml.SequenceNode {
+		l.errf(v, "steps: expected a list of steps")
+		return nil
+	}
+	if len(v.Content) == 0 {
+		l.errf(v, "steps: a plan needs at least one step")
+	}
+	ids := map[string]*Step{}
+	var out []*Step
+	for _, n := range v.Content {
+		n = resolve(n)
+		s := l.step(n, p, "step")
+		if s == nil {
+			continue
+		}
+		if s.ID != "" {
+			if prev, dup := ids[s.ID]; dup {
+				l.errf(n, "duplicate step id %q (first at line %d)", s.ID, prev.Line)
+			} else {
+				ids[s.ID] = s
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (l *loader) step(n *yaml.Node, p *Plan, what string) *Step {
+	if n.Kind != yaml.MappingNode {
+		l.errf(n, "%s: expected a mapping with id, type, with, ...", what)
+		return nil
+	}
+	s := &Step{Line: n.Line, Col: n.Column, Timeout: p.Defaults.Timeout, Retry: p.Defaults.Retry}
+	var withNode, typeNode *yaml.Node
+	keys := stepKeys
+	if what == "monitor" {
+		keys = monitorKeys
+	}
+	l.mapping(n, what, keys, func(k, v *yaml.Node) {
+		switch k.Value {
+		case "id":
+			if id, ok := l.str(v, "id"); ok {
+				if !idRe.MatchString(id) {
+					l.errf(v, "step id %q: start with a letter; use letters, digits, '_' and '-'", id)
+				}
+				s.ID = id
+			}
+		case "name":
+			s.Name, _ = l.str(v, "name")
+		case "type":
+			typeNode = v
+			s.TypeName, _ = l.str(v, "type")
+		case "with":
+			withNode = v
+		case "when":
+			if w, ok := l.str(v, "when"); ok {
+				s.When = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(w), "${{"), "}}"))
+				l.compileWhen(s, v)
+			}
+		case "timeout":
+			if d, ok := l.duration(v, "timeout"); ok {
+				s.Timeout = d
+			}
+		case "retry":
+			s.Retry = l.retry(v, "retry", p.Defaults.Retry)
+		case "continue_on_error":
+			s.ContinueOnError = l.boolVal(v, "continue_on_error")
+		case "after_backup_failure":
+			s.AfterBackupFailure = l.boolVal(v, "after_backup_failure")
+		}
+	})
+	label := what
+	if s.ID != "" {
+		label = fmt.Sprintf("step %q", s.ID)
+	} else if what == "step" {
+		l.errf(n, "step: missing required key \"id\"")
+	}
+	if s.When == "" {
+		s.whenDefault = true
+	}
+	if typeNode == nil {
+		l.errf(n, "%s: missing required key \"type\"", label)
+		return s
+	}
+	s.Type = l.reg.Lookup(s.TypeName)
+	if s.Type == nil {
+		msg := fmt.Sprintf("%s: unknown step type %q", label, s.TypeName)
+		if hint := Suggest(s.TypeName, l.reg.Names()); hint != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", hint)
+		} else {
+			msg += " (see `planrun steps`)"
+		}
+		l.errf(typeNode, "%s", msg)
+		return s
+	}
+	s.With = withNode
+	label = fmt.Sprintf("%s (%s)", label, s.TypeName)
+	at := withNode
+	if at == nil {
+		at = n
+	}
+	_, probs := s.Type.Decode(at, true)
+	if withNode == nil {
+		// Decode reported missing params at the step; that is right.
+		_ = at
+	}
+	for _, pr := range probs {
+		l.probs = append(l.probs, Problem{Line: pr.Line, Col: pr.Col, Msg: label + ": " + pr.Msg})
+	}
+	return s
+}
+
+func (l *loader) compileWhen(s *Step, v *yaml.Node) {
+	prog, err := CompileExpr(s.When)
+	if err != nil {
+		l.errf(v, "when: %v", err)
+		return
+	}
+	s.when = prog
+	_, calls, _ := references(s.When)
+	s.whenStatus = usesStatusFunc(calls)
+}
+
+func (l *loader) monitor(v *yaml.Node, p *Plan) []*Step {
+	if v.Kind != yaml.SequenceNode {
+		l.errf(v, "monitor: expected a list of {type, with}")
+		return nil
+	}
+	var out []*Step
+	for i, n := range v.Content {
+		n = resolve(n)
+		s := l.step(n, p, "monitor")
+		if s == nil {
+			continue
+		}
+		s.ID = fmt.Sprintf("monitor-%d", i+1)
+		// Monitors are quick notifications: a short timeout, no retry policy
+		// of the plan (the type retries itself).
+		s.Timeout = 30 * time.Second
+		s.Retry = Retry{Attempts: 1}
+		out = append(out, s)
+	}
+	return out
+}

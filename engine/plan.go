@@ -1,0 +1,74 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+	"gopkg.in/yaml.v3"
+)
+
+// Plan is a loaded, validated plan (format version 1).
+type Plan struct {
+	File        string
+	SHA256      string
+	Version     int
+	Name        string
+	Description string
+	EnvFiles    []string
+	// EnvPrecedence says which wins when a name is both in the process
+	// environment and an env file: "file" (default) or "process".
+	EnvPrecedence string
+	// Secrets names env variables whose values are secret beyond the
+	// built-in name patterns.
+	Secrets  []string
+	Vars     []*Var
+	Defaults StepDefaults
+	// Timeout bounds the whole run (0: none).
+	Timeout time.Duration
+	// Monitor steps are driven by the engine: start at the beginning,
+	// success or fail at the end, fail also when the run dies early.
+	Monitor []*Step
+	Steps   []*Step
+}
+
+// Var is one entry of `vars:`, evaluated once per run, in order.
+type Var struct {
+	Name  string
+	Value *yaml.Node
+	Line  int
+	Col   int
+}
+
+// StepDefaults apply to every step that does not set its own.
+type StepDefaults struct {
+	Timeout time.Duration
+	Retry   Retry
+}
+
+// Retry is the retry policy of a step: exponential backoff with jitter.
+type Retry struct {
+	Attempts int           // total attempts, ≥ 1
+	Delay    time.Duration // before the second attempt
+	MaxDelay time.Duration // cap on the backoff
+}
+
+// Step is one step of a plan.
+type Step struct {
+	ID              string
+	Type            *Type
+	TypeName        string
+	Name            string
+	With            *yaml.Node
+	When            string
+	Timeout         time.Duration
+	Retry           Retry
+	ContinueOnError bool
+	// AfterBackupFailure lets a destructive step run even though a backup
+	// step of the same run failed (the safety interlock's override).
+	AfterBackupFailure bool
+	Line, Col          int
+
+	when        *vm.Program
+	whenStatus  bool // `when` calls a status function itself
+	whenDefault bool // no `when`: success()
+}

@@ -1,0 +1,120 @@
+package engine
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Invocation is what the operator passes besides the plan.
+type Invocation struct {
+	// Environ is the process environment (os.Environ()).
+	Environ []string
+	// ExtraEnvFiles are --env-file arguments, read after the plan's own.
+	ExtraEnvFiles []string
+	// AllowLoosePerms downgrades the env-file permission check to a warning.
+	AllowLoosePerms bool
+	// Vars are --var name=value overrides (literal strings).
+	Vars map[string]string
+}
+
+// Scope is the evaluated context of one run: environment, vars and the
+// redactor that knows every secret found in them.
+type Scope struct {
+	Environ  []string          // for child processes
+	Env      map[string]string // env.* in expressions
+	Vars     map[string]any
+	Secrets  *Redactor
+	Warnings []string
+	Started  time.Time
+}
+
+// Prepare loads env files, finds secrets and evaluates vars. It runs
+// nothing and writes nothing.
+func Prepare(p *Plan, inv Invocation) (*Scope, error) {
+	s := &Scope{Secrets: NewRedactor(), Started: time.Now().UTC()}
+	var fileVars []EnvVar
+	for _, f := range append(append([]string(nil), p.EnvFiles...), inv.ExtraEnvFiles...) {
+		vars, warns, err := LoadEnvFile(f, inv.AllowLoosePerms)
+		if err != nil {
+			return nil, err
+		}
+		s.Warnings = append(s.Warnings, warns...)
+		fileVars = append(fileVars, vars...)
+	}
+	s.Env = map[string]string{}
+	for _, kv := range inv.Environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			s.Env[k] = v
+		}
+	}
+	for _, v := range fileVars {
+		if _, inProcess := s.Env[v.Key]; inProcess && p.EnvPrecedence == "process" {
+			continue
+		}
+		s.Env[v.Key] = v.Value
+	}
+	names := make([]string, 0, len(s.Env))
+	for k := range s.Env {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		s.Environ = append(s.Environ, k+"="+s.Env[k])
+	}
+	s.Secrets.AddEnv(s.Environ)
+	for _, name := range p.Secrets {
+		if v := s.Env[name]; v != "" {
+			s.Secrets.Add(v)
+		}
+	}
+
+	for name := range inv.Vars {
+		if !hasVar(p, name) {
+			return nil, fmt.Errorf("--var %s: the plan has no var %q", name, name)
+		}
+	}
+	s.Vars = map[string]any{}
+	scope := s.exprScope(nil, nil)
+	for _, v := range p.Vars {
+		if val, ok := inv.Vars[v.Name]; ok {
+			s.Vars[v.Name] = val
+			continue
+		}
+		n, err := Interpolate(v.Value, scope)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d:%d: vars.%s: %s", p.File, v.Line, v.Col, v.Name, s.Secrets.Redact(err.Error()))
+		}
+		var val any
+		if err := n.Decode(&val); err != nil {
+			return nil, fmt.Errorf("%s:%d:%d: vars.%s: %v", p.File, v.Line, v.Col, v.Name, err)
+		}
+		s.Vars[v.Name] = val
+	}
+	return s, nil
+}
+
+func hasVar(p *Plan, name string) bool {
+	for _, v := range p.Vars {
+		if v.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// exprScope builds the expression environment. run and steps may be nil.
+func (s *Scope) exprScope(run map[string]any, steps map[string]any) map[string]any {
+	if run == nil {
+		run = map[string]any{}
+	}
+	if steps == nil {
+		steps = map[string]any{}
+	}
+	no := func() bool { return false }
+	return map[string]any{
+		"env": s.Env, "vars": s.Vars, "run": run, "steps": steps,
+		"success": no, "failure": no, "always": func() bool { return true }, "cancelled": no,
+	}
+}

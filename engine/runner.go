@@ -1,0 +1,266 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// Exit codes (DESIGN §7).
+const (
+	ExitOK          = 0
+	ExitFailed      = 1
+	ExitInvalid     = 2
+	ExitLocked      = 3
+	ExitInterrupted = 130 // SIGINT; SIGTERM gives 143
+)
+
+// SignalCause is the context cause when the run was interrupted by a signal.
+type SignalCause struct{ Signal syscall.Signal }
+
+func (s SignalCause) Error() string { return "interrupted by " + s.Signal.String() }
+
+// ExitCode is 128 + the signal number, as shells report it.
+func (s SignalCause) ExitCode() int { return 128 + int(s.Signal) }
+
+var errPlanTimeout = errors.New("plan timeout")
+
+// Options configure one apply.
+type Options struct {
+	Recorder  Recorder // nil: record nothing
+	StateDir  string
+	LogFormat string
+	Stderr    io.Writer // log lines
+	Trigger   string
+	Wait      bool // wait for the plan lock instead of failing
+	// Hard is cancelled on a second signal: it aborts cleanup steps too.
+	Hard context.Context
+	// Lock overrides the lock (tests); nil takes the per-plan file lock.
+	NoLock bool
+}
+
+// Result is the outcome of an apply.
+type Result struct {
+	RunID    string
+	Status   string
+	ExitCode int
+	Err      error
+	LogFile  string
+}
+
+// stepState is what later expressions see of a finished step.
+type stepState struct {
+	status  string // success | failed | skipped | interrupted
+	outcome string // before continue_on_error
+	outputs Outputs
+}
+
+// run is one apply in progress.
+type run struct {
+	plan    *Plan
+	scope   *Scope
+	opts    Options
+	id      string
+	log     *slog.Logger
+	tail    *TailBuffer
+	logFile string
+	steps   map[string]*stepState
+	host    string
+
+	failed        bool   // a step failed (without continue_on_error)
+	backupFailed  string // id of a failed backup step, for the interlock
+	interrupted   error  // signal cause, once interrupted
+	timedOut      bool
+	firstErr      error
+	monitorFailed bool
+}
+
+// NewRunID returns a random UUID (v4): unique, and usable as a
+// Healthchecks rid.
+func NewRunID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		n, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+		return fmt.Sprintf("run-%d", n)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// Apply runs the plan: lock, record, steps in order with conditions,
+// retries and timeouts, monitor pings, and the final status.
+func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	if o.Hard == nil {
+		o.Hard = context.Background()
+	}
+	r := &run{plan: p, scope: scope, opts: o, id: NewRunID(), steps: map[string]*stepState{}, tail: NewTailBuffer(LogTailSize)}
+	r.host, _ = os.Hostname()
+
+	// Logs: stderr, the run's own file and the in-memory tail, all redacted.
+	sinks := []io.Writer{o.Stderr, r.tail}
+	if f, path, err := openRunLog(o.StateDir, p.Name, r.id, scope.Started); err == nil {
+		defer f.Close()
+		sinks = append(sinks, f)
+		r.logFile = path
+	} else {
+		fmt.Fprintf(o.Stderr, "planrun: warning: no run log file: %v\n", err)
+	}
+	rw := scope.Secrets.Writer(io.MultiWriter(sinks...))
+	defer rw.Flush()
+	r.log = NewLogger(o.LogFormat, rw).With("run", r.id[:8], "plan", p.Name)
+	for _, w := range scope.Warnings {
+		r.log.Warn(w)
+	}
+
+	if !o.NoLock {
+		lock, err := AcquireLock(o.StateDir, p.Name, r.id, o.Wait)
+		if err != nil {
+			r.log.Error("cannot start", "err", err)
+			r.notify(o.Hard, "fail", 1, "planrun: run not started: "+err.Error())
+			code := ExitLocked
+			var le *ErrLocked
+			if !errors.As(err, &le) {
+				code = ExitFailed
+			}
+			return Result{RunID: r.id, Status: StatusFailed, ExitCode: code, Err: err, LogFile: r.logFile}
+		}
+		defer lock.Release()
+	}
+
+	rec := RunRecord{
+		ID: r.id, Plan: p.Name, PlanFile: p.File, PlanSHA256: p.SHA256, Host: r.host,
+		Trigger: o.Trigger, PID: os.Getpid(), Started: scope.Started, Status: StatusRunning, LogFile: r.logFile,
+	}
+	if o.Recorder != nil {
+		if err := o.Recorder.StartRun(o.Hard, rec); err != nil {
+			r.log.Error("run store", "err", err)
+			return Result{RunID: r.id, Status: StatusFailed, ExitCode: ExitFailed, Err: fmt.Errorf("run store: %w", err), LogFile: r.logFile}
+		}
+	}
+	r.log.Info("run started", "file", p.File, "steps", len(p.Steps), "log", r.logFile)
+	r.notify(ctx, "start", 0, "")
+
+	runCtx := ctx
+	if p.Timeout > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeoutCause(ctx, p.Timeout, errPlanTimeout)
+		defer cancel()
+	}
+	for i, s := range p.Steps {
+		r.runStep(runCtx, i, s)
+	}
+
+	res := Result{RunID: r.id, LogFile: r.logFile}
+	switch {
+	case r.interrupted != nil:
+		res.Status, res.Err = StatusInterrupted, r.interrupted
+		res.ExitCode = ExitInterrupted
+		var sc SignalCause
+		if errors.As(r.interrupted, &sc) {
+			res.ExitCode = sc.ExitCode()
+		}
+	case r.failed:
+		res.Status, res.ExitCode, res.Err = StatusFailed, ExitFailed, r.firstErr
+	default:
+		res.Status, res.ExitCode = StatusSuccess, ExitOK
+	}
+	finished := time.Now().UTC()
+	level := slog.LevelInfo
+	if res.ExitCode != 0 {
+		level = slog.LevelError
+	}
+	attrs := []any{"status", res.Status, "exit_code", res.ExitCode, "duration", finished.Sub(scope.Started)}
+	if res.Err != nil {
+		attrs = append(attrs, "err", res.Err.Error())
+	}
+	r.log.Log(context.Background(), level, "run finished", attrs...)
+	if res.Status == StatusSuccess {
+		r.notify(o.Hard, "success", 0, r.tail.String())
+	} else {
+		r.notify(o.Hard, "fail", res.ExitCode, r.tail.String())
+	}
+	rec.Finished, rec.Status, rec.ExitCode = finished, res.Status, res.ExitCode
+	if res.Err != nil {
+		rec.Error = scope.Secrets.Redact(res.Err.Error())
+	}
+	if o.Recorder != nil {
+		if err := o.Recorder.FinishRun(o.Hard, rec); err != nil {
+			r.log.Error("run store", "err", err)
+		}
+	}
+	rw.Flush()
+	return res
+}
+
+func openRunLog(stateDir, plan, id string, started time.Time) (*os.File, string, error) {
+	if stateDir == "" {
+		return nil, "", errors.New("no state dir")
+	}
+	dir := filepath.Join(stateDir, "logs", plan)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", err
+	}
+	path := filepath.Join(dir, started.Format("20060102T150405Z")+"-"+id[:8]+".log")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	return f, path, err
+}
+
+// runStats returns the run.* map for expressions.
+func (r *run) runMap() map[string]any {
+	status := StatusRunning
+	if r.failed || r.interrupted != nil {
+		status = StatusFailed
+	}
+	return map[string]any{
+		"id": r.id, "plan": r.plan.Name, "host": r.host, "started": r.scope.Started,
+		"log_tail": r.scope.Secrets.Redact(r.tail.String()), "log_file": r.logFile, "dry_run": false, "status": status,
+	}
+}
+
+func (r *run) exprScope() map[string]any {
+	steps := make(map[string]any, len(r.steps))
+	for id, st := range r.steps {
+		steps[id] = map[string]any{"outputs": map[string]any(st.outputs), "status": st.status, "outcome": st.outcome}
+	}
+	sc := r.scope.exprScope(r.runMap(), steps)
+	failed := r.failed || r.interrupted != nil || r.timedOut
+	sc["success"] = func() bool { return !failed }
+	sc["failure"] = func() bool { return failed }
+	sc["cancelled"] = func() bool { return r.interrupted != nil }
+	return sc
+}
+
+// noteCancel records why the run's context ended, once.
+func (r *run) noteCancel(ctx context.Context) {
+	if ctx.Err() == nil {
+		return
+	}
+	cause := context.Cause(ctx)
+	if errors.Is(cause, errPlanTimeout) {
+		if !r.timedOut {
+			r.timedOut = true
+			r.failed = true
+			if r.firstErr == nil {
+				r.firstErr = fmt.Errorf("plan timeout %s exceeded", r.plan.Timeout)
+			}
+			r.log.Error("plan timeout exceeded", "timeout", r.plan.Timeout)
+		}
+		return
+	}
+	if r.interrupted == nil {
+		r.interrupted = cause
+		r.log.Warn("interrupted: running only always()/failure() steps", "cause", cause.Error())
+	}
+}

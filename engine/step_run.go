@@ -1,0 +1,322 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// decide evaluates a step's `when`. Without a status function in it, the
+// step also needs success() (as in CI systems); an interrupted run only
+// runs steps that ask for always()/failure()/cancelled().
+func (r *run) decide(s *Step, scope map[string]any) (bool, string, error) {
+	failed := r.failed || r.interrupted != nil || r.timedOut
+	if !s.whenStatus && failed {
+		if r.interrupted != nil {
+			return false, "run interrupted", nil
+		}
+		return false, "an earlier step failed", nil
+	}
+	if s.whenDefault {
+		return true, "", nil
+	}
+	ok, err := EvalBool(s.when, s.When, scope)
+	if err != nil {
+		return false, "", err
+	}
+	if !ok {
+		return false, "when: " + s.When + " → false", nil
+	}
+	return true, "", nil
+}
+
+func (r *run) runStep(ctx context.Context, i int, s *Step) {
+	r.noteCancel(ctx)
+	log := r.log.With("step", s.ID)
+	scope := r.exprScope()
+	st := &stepState{outputs: Outputs{}}
+	r.steps[s.ID] = st
+	started := time.Now().UTC()
+
+	skip := func(reason string) {
+		st.status, st.outcome = StatusSkipped, StatusSkipped
+		log.Info("step skipped", "reason", reason)
+		r.record(AttemptRecord{RunID: r.id, StepID: s.ID, StepType: s.TypeName, Status: StatusSkipped,
+			Started: started, Finished: started, Reason: reason})
+	}
+	fail := func(err error, attempt int, began time.Time, outputs Outputs) {
+		msg := r.scope.Secrets.Redact(err.Error())
+		st.outcome = StatusFailed
+		if s.Type != nil && s.Type.Kind == KindBackup && r.backupFailed == "" {
+			r.backupFailed = s.ID
+		}
+		if s.ContinueOnError {
+			st.status = StatusSuccess
+			log.Warn("step failed; continuing (continue_on_error)", "err", msg)
+		} else {
+			st.status = StatusFailed
+			r.failed = true
+			if r.firstErr == nil {
+				r.firstErr = fmt.Errorf("step %s: %s", s.ID, msg)
+			}
+			log.Error("step failed", "err", msg)
+		}
+		_ = outputs
+	}
+
+	run, reason, err := r.decide(s, scope)
+	if err != nil {
+		fail(err, 0, started, nil)
+		r.record(AttemptRecord{RunID: r.id, StepID: s.ID, StepType: s.TypeName, Status: StatusFailed,
+			Started: started, Finished: time.Now().UTC(), Error: r.scope.Secrets.Redact(err.Error())})
+		return
+	}
+	if !run {
+		skip(reason)
+		return
+	}
+	if s.Type.Kind == KindDestructive && r.backupFailed != "" && !s.AfterBackupFailure {
+		skip(fmt.Sprintf("safety interlock: backup step %q failed earlier in this run (set after_backup_failure: true to override)", r.backupFailed))
+		return
+	}
+
+	// A cancelled run still runs its always()/failure() steps, under the
+	// hard context that only a second signal cancels.
+	parent := ctx
+	if ctx.Err() != nil {
+		parent = r.opts.Hard
+	}
+
+	params, err := r.params(s, scope)
+	if err != nil {
+		fail(err, 0, started, nil)
+		r.record(AttemptRecord{RunID: r.id, StepID: s.ID, StepType: s.TypeName, Attempt: 1, Status: StatusFailed,
+			Started: started, Finished: time.Now().UTC(), Error: r.scope.Secrets.Redact(err.Error())})
+		return
+	}
+
+	log.Info("step started", "type", s.TypeName)
+	var lastErr error
+	for attempt := 1; attempt <= s.Retry.Attempts; attempt++ {
+		began := time.Now().UTC()
+		outputs, stats, err := r.attempt(parent, s, params, log)
+		finished := time.Now().UTC()
+		st.outputs = outputs
+		rec := AttemptRecord{RunID: r.id, StepID: s.ID, StepType: s.TypeName, Attempt: attempt,
+			Started: began, Finished: finished, Duration: finished.Sub(began),
+			Outputs: r.redactOutputs(outputs), BytesIn: stats.BytesIn.Load(), BytesOut: stats.BytesOut.Load(),
+			Artifacts: artifactsOf(outputs)}
+		if err == nil {
+			rec.Status = StatusSuccess
+			r.record(rec)
+			st.status, st.outcome = StatusSuccess, StatusSuccess
+			log.Info("step succeeded", "attempt", attempt, "duration", finished.Sub(began))
+			return
+		}
+		lastErr = err
+		rec.Status = StatusFailed
+		if parent.Err() != nil && !errors.Is(context.Cause(parent), errPlanTimeout) {
+			rec.Status = StatusInterrupted
+		}
+		rec.Error = r.scope.Secrets.Redact(err.Error())
+		r.record(rec)
+		if parent.Err() != nil {
+			r.noteCancel(parent)
+			break
+		}
+		if attempt < s.Retry.Attempts {
+			d := backoff(s.Retry, attempt)
+			log.Warn("attempt failed; retrying", "attempt", attempt, "of", s.Retry.Attempts, "in", d, "err", rec.Error)
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-parent.Done():
+				t.Stop()
+			}
+			if parent.Err() != nil {
+				r.noteCancel(parent)
+				break
+			}
+		}
+	}
+	if r.interrupted != nil && parent == ctx {
+		st.status, st.outcome = StatusInterrupted, StatusInterrupted
+		log.Error("step interrupted", "err", r.scope.Secrets.Redact(lastErr.Error()))
+		return
+	}
+	fail(lastErr, 0, started, nil)
+}
+
+// params interpolates a step's `with:` and decodes it into typed params,
+// registering the values of secret params with the redactor.
+func (r *run) params(s *Step, scope map[string]any) (any, error) {
+	with, err := Interpolate(s.With, scope)
+	if err != nil {
+		return nil, err
+	}
+	return r.decode(s, with)
+}
+
+// decode turns an interpolated `with:` into typed params.
+func (r *run) decode(s *Step, with *yaml.Node) (any, error) {
+	at := with
+	if at == nil {
+		at = &yaml.Node{Kind: yaml.MappingNode, Line: s.Line, Column: s.Col}
+	}
+	params, probs := s.Type.Decode(at, false)
+	r.scope.Secrets.Add(s.Type.SecretValues(params)...)
+	if len(probs) > 0 {
+		msgs := make([]string, len(probs))
+		for i, p := range probs {
+			msgs[i] = p.Msg
+		}
+		return nil, fmt.Errorf("%s", strings.Join(msgs, "; "))
+	}
+	return params, nil
+}
+
+// attempt runs one attempt under the step timeout, with a private temp dir.
+func (r *run) attempt(parent context.Context, s *Step, params any, log *slog.Logger) (out Outputs, stats *Stats, err error) {
+	stats = &Stats{}
+	actx, cancel := context.WithTimeout(parent, s.Timeout)
+	defer cancel()
+	tmp, err := os.MkdirTemp("", "planrun-"+s.ID+"-")
+	if err != nil {
+		return Outputs{}, stats, fmt.Errorf("temp dir: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	env := &Env{
+		RunID: r.id, PlanName: r.plan.Name, StepID: s.ID, Environ: r.scope.Environ,
+		Log: log, Secrets: r.scope.Secrets, TempDir: tmp, Stats: stats,
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("step panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			err = fmt.Errorf("internal error in step type %s: %v", s.TypeName, p)
+		}
+	}()
+	out, err = s.Type.Run(actx, env, params)
+	if out == nil {
+		out = Outputs{}
+	}
+	if err != nil && errors.Is(actx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
+		err = fmt.Errorf("step timeout %s exceeded: %w", s.Timeout, err)
+	}
+	return out, stats, err
+}
+
+// backoff is exponential from Retry.Delay, capped at MaxDelay, with jitter
+// in [d/2, d) so that many hosts retrying do not stampede.
+func backoff(rt Retry, attempt int) time.Duration {
+	d := rt.Delay
+	if d <= 0 {
+		d = 5 * time.Second
+	}
+	for i := 1; i < attempt && d < time.Hour; i++ {
+		d *= 2
+	}
+	if rt.MaxDelay > 0 && d > rt.MaxDelay {
+		d = rt.MaxDelay
+	}
+	half := d / 2
+	return half + time.Duration(rand.Int64N(int64(half)+1))
+}
+
+func (r *run) record(a AttemptRecord) {
+	if r.opts.Recorder == nil {
+		return
+	}
+	if err := r.opts.Recorder.RecordAttempt(r.opts.Hard, a); err != nil {
+		r.log.Error("run store", "err", err)
+	}
+}
+
+// redactOutputs masks secrets in string outputs for the record.
+func (r *run) redactOutputs(o Outputs) map[string]any {
+	if len(o) == 0 {
+		return nil
+	}
+	out := make(map[string]any, len(o))
+	for k, v := range o {
+		out[k] = redactValue(r.scope.Secrets, v)
+	}
+	return out
+}
+
+func redactValue(rd *Redactor, v any) any {
+	switch x := v.(type) {
+	case string:
+		return rd.Redact(x)
+	case []string:
+		return rd.RedactArgs(x)
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = redactValue(rd, e)
+		}
+		return m
+	case []any:
+		l := make([]any, len(x))
+		for i, e := range x {
+			l[i] = redactValue(rd, e)
+		}
+		return l
+	}
+	return v
+}
+
+// artifactsOf picks the path/sha256 pair of an artifact-writing step.
+func artifactsOf(o Outputs) map[string]string {
+	p, ok1 := o["path"].(string)
+	h, ok2 := o["sha256"].(string)
+	if ok1 && ok2 && p != "" {
+		return map[string]string{p: h}
+	}
+	return nil
+}
+
+// notify drives the plan's monitor steps with a signal (start, success,
+// fail). A monitor failure is logged, never fatal.
+func (r *run) notify(ctx context.Context, signal string, exitCode int, body string) {
+	for _, m := range r.plan.Monitor {
+		log := r.log.With("monitor", m.TypeName, "signal", signal)
+		err := r.notifyOne(ctx, m, signal, exitCode, body, log)
+		if err != nil {
+			log.Warn("monitor notification failed", "err", r.scope.Secrets.Redact(err.Error()))
+		}
+	}
+}
+
+func (r *run) notifyOne(ctx context.Context, m *Step, signal string, exitCode int, body string, log *slog.Logger) error {
+	with, err := Interpolate(m.With, r.exprScope())
+	if err != nil {
+		return err
+	}
+	// Engine-set values are added after interpolation: a log tail is data,
+	// never an expression.
+	n := &yaml.Node{Kind: yaml.MappingNode, Line: m.Line, Column: m.Col}
+	if with != nil && with.Kind == yaml.MappingNode {
+		n.Content = append(n.Content, with.Content...)
+	}
+	for _, kv := range [][2]string{{"signal", signal}, {"exit_code", fmt.Sprint(exitCode)}, {"body", r.scope.Secrets.Redact(body)}} {
+		if !hasKey(n.Content, kv[0]) {
+			n.Content = append(n.Content,
+				&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: kv[0]},
+				&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: kv[1]})
+		}
+	}
+	params, err := r.decode(m, n)
+	if err != nil {
+		return err
+	}
+	_, _, err = r.attempt(ctx, m, params, log)
+	return err
+}
