@@ -42,7 +42,7 @@ var runFields = []string{"id", "plan", "host", "started", "log_tail", "log_file"
 // value is a prototype with the right shapes; values come at run time.
 func exprOptions() []expr.Option {
 	proto := map[string]any{
-		"env":   map[string]string{},
+		"env":   map[string]any{},
 		"vars":  map[string]any{},
 		"run":   map[string]any{},
 		"steps": map[string]any{},

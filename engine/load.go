@@ -143,7 +143,7 @@ func (l *loader) load(data []byte) *Plan {
 		case "steps":
 			stepsNode = v
 		default:
-			l.unknownKey(k, "plan key", planKeys)
+			l.unknownKey(k, "unknown plan key", planKeys)
 		}
 	}
 	if _, ok := seen["version"]; !ok {
@@ -222,8 +222,9 @@ func resolve(n *yaml.Node) *yaml.Node {
 	return n
 }
 
+// unknownKey reports k as unknown: what is e.g. `unknown plan key`.
 func (l *loader) unknownKey(k *yaml.Node, what string, known []string) {
-	msg := fmt.Sprintf("unknown %s %q", what, k.Value)
+	msg := fmt.Sprintf("%s %q", what, k.Value)
 	if hint := Suggest(k.Value, known); hint != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", hint)
 	} else {
@@ -321,7 +322,7 @@ func (l *loader) mapping(v *yaml.Node, field string, known []string, fn func(k, 
 		}
 		seen[k.Value] = true
 		if !contains(known, k.Value) {
-			l.unknownKey(k, field+" key", known)
+			l.unknownKey(k, field+": unknown key", known)
 			continue
 		}
 		fn(k, resolve(v.Content[i+1]))
@@ -426,7 +427,14 @@ func (l *loader) step(n *yaml.Node, p *Plan, what string) *Step {
 	if what == "monitor" {
 		keys = monitorKeys
 	}
-	l.mapping(n, what, keys, func(k, v *yaml.Node) {
+	// Name the step in every message, whatever the key order.
+	label := what
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "id" && n.Content[i+1].Kind == yaml.ScalarNode {
+			label = fmt.Sprintf("step %q", n.Content[i+1].Value)
+		}
+	}
+	l.mapping(n, label, keys, func(k, v *yaml.Node) {
 		switch k.Value {
 		case "id":
 			if id, ok := l.str(v, "id"); ok {
@@ -445,24 +453,21 @@ func (l *loader) step(n *yaml.Node, p *Plan, what string) *Step {
 		case "when":
 			if w, ok := l.str(v, "when"); ok {
 				s.When = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(w), "${{"), "}}"))
-				l.compileWhen(s, v)
+				l.compileWhen(s, v, label)
 			}
 		case "timeout":
-			if d, ok := l.duration(v, "timeout"); ok {
+			if d, ok := l.duration(v, label+": timeout"); ok {
 				s.Timeout = d
 			}
 		case "retry":
-			s.Retry = l.retry(v, "retry", p.Defaults.Retry)
+			s.Retry = l.retry(v, label+": retry", p.Defaults.Retry)
 		case "continue_on_error":
-			s.ContinueOnError = l.boolVal(v, "continue_on_error")
+			s.ContinueOnError = l.boolVal(v, label+": continue_on_error")
 		case "after_backup_failure":
-			s.AfterBackupFailure = l.boolVal(v, "after_backup_failure")
+			s.AfterBackupFailure = l.boolVal(v, label+": after_backup_failure")
 		}
 	})
-	label := what
-	if s.ID != "" {
-		label = fmt.Sprintf("step %q", s.ID)
-	} else if what == "step" {
+	if s.ID == "" && what == "step" {
 		l.errf(n, "step: missing required key \"id\"")
 	}
 	if s.When == "" {
@@ -487,23 +492,19 @@ func (l *loader) step(n *yaml.Node, p *Plan, what string) *Step {
 	label = fmt.Sprintf("%s (%s)", label, s.TypeName)
 	at := withNode
 	if at == nil {
-		at = n
+		at = &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
 	}
 	_, probs := s.Type.Decode(at, true)
-	if withNode == nil {
-		// Decode reported missing params at the step; that is right.
-		_ = at
-	}
 	for _, pr := range probs {
 		l.probs = append(l.probs, Problem{Line: pr.Line, Col: pr.Col, Msg: label + ": " + pr.Msg})
 	}
 	return s
 }
 
-func (l *loader) compileWhen(s *Step, v *yaml.Node) {
+func (l *loader) compileWhen(s *Step, v *yaml.Node, label string) {
 	prog, err := CompileExpr(s.When)
 	if err != nil {
-		l.errf(v, "when: %v", err)
+		l.errf(v, "%s: when: %v", label, err)
 		return
 	}
 	s.when = prog

@@ -113,8 +113,14 @@ func (s *Scope) exprScope(run map[string]any, steps map[string]any) map[string]a
 		steps = map[string]any{}
 	}
 	no := func() bool { return false }
+	// env is map[string]any so that an unset name is nil: `?? "default"`
+	// works, and interpolating it is an error rather than an empty string.
+	env := make(map[string]any, len(s.Env))
+	for k, v := range s.Env {
+		env[k] = v
+	}
 	return map[string]any{
-		"env": s.Env, "vars": s.Vars, "run": run, "steps": steps,
+		"env": env, "vars": s.Vars, "run": run, "steps": steps,
 		"success": no, "failure": no, "always": func() bool { return true }, "cancelled": no,
 	}
 }

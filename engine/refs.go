@@ -16,7 +16,7 @@ var monitorParams = []string{"signal", "exit_code", "body"}
 func (l *loader) checkRefs(p *Plan) {
 	defined := map[string]bool{}
 	for _, v := range p.Vars {
-		l.walkTemplates(v.Value, func(n *yaml.Node, code string) {
+		l.walkTemplates(v.Value, "vars."+v.Name, func(n *yaml.Node, code string) {
 			l.checkExpr(n, code, exprCtx{what: "vars." + v.Name, vars: defined, inVars: true})
 		})
 		defined[v.Name] = true
@@ -35,7 +35,7 @@ func (l *loader) checkRefs(p *Plan) {
 		if s.When != "" && s.when != nil {
 			l.checkExpr(&yaml.Node{Line: s.Line, Column: s.Col}, s.When, ctx)
 		}
-		l.walkTemplates(s.With, func(n *yaml.Node, code string) { l.checkExpr(n, code, ctx) })
+		l.walkTemplates(s.With, ctx.what, func(n *yaml.Node, code string) { l.checkExpr(n, code, ctx) })
 	}
 	for _, m := range p.Monitor {
 		if m.Type != nil {
@@ -47,7 +47,7 @@ func (l *loader) checkRefs(p *Plan) {
 			}
 		}
 		ctx := exprCtx{what: "monitor", vars: allVars, inMonitor: true}
-		l.walkTemplates(m.With, func(n *yaml.Node, code string) { l.checkExpr(n, code, ctx) })
+		l.walkTemplates(m.With, "monitor", func(n *yaml.Node, code string) { l.checkExpr(n, code, ctx) })
 		if m.With != nil {
 			for i := 0; i+1 < len(m.With.Content); i += 2 {
 				if k := m.With.Content[i]; k.Value == "signal" || k.Value == "exit_code" {
@@ -69,7 +69,7 @@ type exprCtx struct {
 }
 
 // walkTemplates calls fn for every expression inside scalars of n.
-func (l *loader) walkTemplates(n *yaml.Node, fn func(n *yaml.Node, code string)) {
+func (l *loader) walkTemplates(n *yaml.Node, what string, fn func(n *yaml.Node, code string)) {
 	if n == nil {
 		return
 	}
@@ -80,7 +80,7 @@ func (l *loader) walkTemplates(n *yaml.Node, fn func(n *yaml.Node, code string))
 		}
 		t, err := ParseTemplate(n.Value)
 		if err != nil {
-			l.errf(n, "%v", err)
+			l.errf(n, "%s: %v", what, err)
 			return
 		}
 		for _, c := range t.Codes() {
@@ -89,7 +89,7 @@ func (l *loader) walkTemplates(n *yaml.Node, fn func(n *yaml.Node, code string))
 		return
 	}
 	for _, c := range n.Content {
-		l.walkTemplates(c, fn)
+		l.walkTemplates(c, what, fn)
 	}
 }
 
