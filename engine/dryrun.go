@@ -29,6 +29,7 @@ func DryRun(w io.Writer, p *Plan, scope *Scope) error {
 	for _, m := range p.Monitor {
 		out("monitor: %s (start at the beginning; success or fail at the end)\n", m.TypeName)
 	}
+	problems := 0
 	steps := map[string]any{}
 	run := map[string]any{"id": "<run id>", "plan": p.Name, "host": "<host>", "started": scope.Started,
 		"log_tail": "<log tail>", "log_file": "<log file>", "dry_run": true, "status": StatusRunning}
@@ -50,6 +51,7 @@ func DryRun(w io.Writer, p *Plan, scope *Scope) error {
 			switch {
 			case err != nil:
 				out(": when cannot be decided before the run (%v)\n", err)
+				problems++
 			case ok:
 				out(": would run (when %s → true)\n", s.When)
 			case s.whenStatus:
@@ -67,6 +69,7 @@ func DryRun(w io.Writer, p *Plan, scope *Scope) error {
 		with, err := Interpolate(s.With, sc)
 		if err != nil {
 			out("  error: %v\n", err)
+			problems++
 			continue
 		}
 		at := with
@@ -80,6 +83,7 @@ func DryRun(w io.Writer, p *Plan, scope *Scope) error {
 			for _, pr := range probs {
 				out("  error: %s\n", pr.Msg)
 			}
+			problems++
 			continue
 		}
 		out("  timeout %s, attempts %d\n", s.Timeout, s.Retry.Attempts)
@@ -87,6 +91,9 @@ func DryRun(w io.Writer, p *Plan, scope *Scope) error {
 		for _, line := range s.Type.Preview(env, params) {
 			out("  %s\n", line)
 		}
+	}
+	if problems > 0 {
+		return fmt.Errorf("dry run: %d step(s) could not be resolved", problems)
 	}
 	return nil
 }

@@ -130,8 +130,11 @@ func (rw *RedactingWriter) Flush() error {
 // secretNameRe matches env names whose values are treated as secrets.
 var secretNameRe = regexp.MustCompile(`(?i)PASS|SECRET|TOKEN|KEY|CREDENTIAL`)
 
-// IsSecretName reports whether an env variable name denotes a secret.
-func IsSecretName(name string) bool { return secretNameRe.MatchString(name) }
+// IsSecretName reports whether an env variable name denotes a secret. A
+// *_FILE name (RESTIC_PASSWORD_FILE) holds a path to a secret, not one.
+func IsSecretName(name string) bool {
+	return secretNameRe.MatchString(name) && !strings.HasSuffix(strings.ToUpper(name), "_FILE")
+}
 
 // uriPasswordRe finds scheme://user:password@ in any text.
 var uriPasswordRe = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^/:@\s]*:([^@\s/]+)@`)

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Exit codes (DESIGN §7).
@@ -26,7 +28,7 @@ const (
 // SignalCause is the context cause when the run was interrupted by a signal.
 type SignalCause struct{ Signal syscall.Signal }
 
-func (s SignalCause) Error() string { return "interrupted by " + s.Signal.String() }
+func (s SignalCause) Error() string { return "interrupted by " + unix.SignalName(s.Signal) }
 
 // ExitCode is 128 + the signal number, as shells report it.
 func (s SignalCause) ExitCode() int { return 128 + int(s.Signal) }
