@@ -66,7 +66,7 @@ func DryRun(w io.Writer, p *Plan, scope *Scope) error {
 			out("  destructive: skipped if a backup step fails earlier in the run%s\n",
 				map[bool]string{true: " — overridden by after_backup_failure", false: ""}[s.AfterBackupFailure])
 		}
-		with, err := Interpolate(s.With, sc)
+		with, err := p.exprs.interpolate(s.With, sc)
 		if err != nil {
 			out("  error: %v\n", err)
 			problems++

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/expr-lang/expr"
@@ -65,12 +66,36 @@ func normalizeExpr(code string) string {
 	return stepRefRe.ReplaceAllString(code, `steps["$1"]`)
 }
 
+// exprCache compiles each distinct expression and template of a plan
+// once, at load; the runner reuses them for every step and run.
+type exprCache struct {
+	mu    sync.Mutex
+	opts  []expr.Option
+	progs map[string]*vm.Program
+	tpls  map[string]*Template
+}
+
+func newExprCache() *exprCache {
+	return &exprCache{opts: exprOptions(), progs: map[string]*vm.Program{}, tpls: map[string]*Template{}}
+}
+
 // CompileExpr compiles one expression (the text inside ${{ }} or a `when`).
-func CompileExpr(code string) (*vm.Program, error) {
-	prog, err := expr.Compile(normalizeExpr(code), exprOptions()...)
+func CompileExpr(code string) (*vm.Program, error) { return newExprCache().compile(code) }
+
+func (c *exprCache) compile(code string) (*vm.Program, error) {
+	c.mu.Lock()
+	prog, ok := c.progs[code]
+	c.mu.Unlock()
+	if ok {
+		return prog, nil
+	}
+	prog, err := expr.Compile(normalizeExpr(code), c.opts...)
 	if err != nil {
 		return nil, fmt.Errorf("expression %q: %s", code, firstLine(err.Error()))
 	}
+	c.mu.Lock()
+	c.progs[code] = prog
+	c.mu.Unlock()
 	return prog, nil
 }
 
@@ -81,7 +106,25 @@ func firstLine(s string) string {
 
 // ParseTemplate splits s into literal text and ${{ }} expressions and
 // compiles each expression.
-func ParseTemplate(s string) (*Template, error) {
+func ParseTemplate(s string) (*Template, error) { return newExprCache().template(s) }
+
+func (c *exprCache) template(s string) (*Template, error) {
+	c.mu.Lock()
+	t, ok := c.tpls[s]
+	c.mu.Unlock()
+	if ok {
+		return t, nil
+	}
+	t, err := c.parseTemplate(s)
+	if err == nil {
+		c.mu.Lock()
+		c.tpls[s] = t
+		c.mu.Unlock()
+	}
+	return t, err
+}
+
+func (c *exprCache) parseTemplate(s string) (*Template, error) {
 	t := &Template{Raw: s}
 	rest := s
 	for {
@@ -103,7 +146,7 @@ func ParseTemplate(s string) (*Template, error) {
 		if code == "" {
 			return nil, fmt.Errorf("empty ${{ }} in %q", s)
 		}
-		prog, err := CompileExpr(code)
+		prog, err := c.compile(code)
 		if err != nil {
 			return nil, err
 		}
@@ -192,7 +235,11 @@ type ref []string
 // references lists the member chains rooted at env, vars, run and steps,
 // and the functions called.
 func references(code string) (refs []ref, calls []string, err error) {
-	prog, err := CompileExpr(code)
+	return newExprCache().references(code)
+}
+
+func (c *exprCache) references(code string) (refs []ref, calls []string, err error) {
+	prog, err := c.compile(code)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -309,17 +356,21 @@ func toNode(v any, at *yaml.Node) (*yaml.Node, error) {
 
 // Interpolate returns a copy of node with every ${{ }} scalar evaluated.
 func Interpolate(node *yaml.Node, scope map[string]any) (*yaml.Node, error) {
+	return newExprCache().interpolate(node, scope)
+}
+
+func (c *exprCache) interpolate(node *yaml.Node, scope map[string]any) (*yaml.Node, error) {
 	if node == nil {
 		return nil, nil
 	}
 	if node.Kind == yaml.AliasNode {
-		return Interpolate(node.Alias, scope)
+		return c.interpolate(node.Alias, scope)
 	}
 	if node.Kind == yaml.ScalarNode {
 		if !hasExpr(node.Value) {
 			return node, nil
 		}
-		t, err := ParseTemplate(node.Value)
+		t, err := c.template(node.Value)
 		if err != nil {
 			return nil, err
 		}
@@ -331,8 +382,8 @@ func Interpolate(node *yaml.Node, scope map[string]any) (*yaml.Node, error) {
 	}
 	cp := *node
 	cp.Content = make([]*yaml.Node, len(node.Content))
-	for i, c := range node.Content {
-		ic, err := Interpolate(c, scope)
+	for i, child := range node.Content {
+		ic, err := c.interpolate(child, scope)
 		if err != nil {
 			return nil, err
 		}

@@ -44,7 +44,7 @@ func LoadFile(path string, reg *Registry) (*Plan, error) {
 
 // Load parses and validates plan text; file names it in problems.
 func Load(file string, data []byte, reg *Registry) (*Plan, error) {
-	l := &loader{file: file, reg: reg}
+	l := &loader{file: file, reg: reg, exprs: newExprCache()}
 	p := l.load(data)
 	if len(l.probs) > 0 {
 		for i := range l.probs {
@@ -63,6 +63,7 @@ type loader struct {
 	file  string
 	reg   *Registry
 	probs Problems
+	exprs *exprCache
 }
 
 func (l *loader) errf(n *yaml.Node, format string, args ...any) {
@@ -97,7 +98,7 @@ func (l *loader) load(data []byte) *Plan {
 		l.errf(root, "a plan must be a mapping with keys version, name, steps, ...")
 		return nil
 	}
-	p := &Plan{EnvPrecedence: "file", Defaults: StepDefaults{Timeout: DefaultStepTimeout, Retry: Retry{Attempts: 1}}}
+	p := &Plan{exprs: l.exprs, EnvPrecedence: "file", Defaults: StepDefaults{Timeout: DefaultStepTimeout, Retry: Retry{Attempts: 1}}}
 	var stepsNode, monitorNode, varsNode *yaml.Node
 	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
@@ -502,13 +503,13 @@ func (l *loader) step(n *yaml.Node, p *Plan, what string) *Step {
 }
 
 func (l *loader) compileWhen(s *Step, v *yaml.Node, label string) {
-	prog, err := CompileExpr(s.When)
+	prog, err := l.exprs.compile(s.When)
 	if err != nil {
 		l.errf(v, "%s: when: %v", label, err)
 		return
 	}
 	s.when = prog
-	_, calls, _ := references(s.When)
+	_, calls, _ := l.exprs.references(s.When)
 	s.whenStatus = usesStatusFunc(calls)
 }
 

@@ -29,6 +29,8 @@ type Plan struct {
 	// success or fail at the end, fail also when the run dies early.
 	Monitor []*Step
 	Steps   []*Step
+
+	exprs *exprCache // compiled expressions, shared by load and run
 }
 
 // Var is one entry of `vars:`, evaluated once per run, in order.

@@ -82,7 +82,7 @@ func Prepare(p *Plan, inv Invocation) (*Scope, error) {
 			s.Vars[v.Name] = val
 			continue
 		}
-		n, err := Interpolate(v.Value, scope)
+		n, err := p.exprs.interpolate(v.Value, scope)
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d:%d: vars.%s: %s", p.File, v.Line, v.Col, v.Name, s.Secrets.Redact(err.Error()))
 		}

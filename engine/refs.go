@@ -78,7 +78,7 @@ func (l *loader) walkTemplates(n *yaml.Node, what string, fn func(n *yaml.Node, 
 		if !hasExpr(n.Value) {
 			return
 		}
-		t, err := ParseTemplate(n.Value)
+		t, err := l.exprs.template(n.Value)
 		if err != nil {
 			l.errf(n, "%s: %v", what, err)
 			return
@@ -94,7 +94,7 @@ func (l *loader) walkTemplates(n *yaml.Node, what string, fn func(n *yaml.Node, 
 }
 
 func (l *loader) checkExpr(n *yaml.Node, code string, c exprCtx) {
-	refs, calls, err := references(code)
+	refs, calls, err := l.exprs.references(code)
 	if err != nil {
 		l.errf(n, "%s: %v", c.what, err)
 		return

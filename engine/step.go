@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"reflect"
 	"sort"
 	"sync/atomic"
@@ -59,11 +60,33 @@ type Env struct {
 	Log *slog.Logger
 	// Secrets redacts known secret values; steps add secrets they discover.
 	Secrets *Redactor
-	// TempDir is a private (0700) directory for this attempt, removed after it.
-	TempDir string
-	Stats   *Stats
+	Stats *Stats
 	// Progress reports streaming progress (bytes so far); may be nil.
 	Progress func(done int64)
+
+	tempDir string
+}
+
+// TempDir returns a private (0700) directory for this attempt, created on
+// first use and removed when the attempt ends: the place for password
+// files and tool configs that must not reach argv.
+func (e *Env) TempDir() (string, error) {
+	if e.tempDir == "" {
+		dir, err := os.MkdirTemp("", "planrun-"+e.StepID+"-")
+		if err != nil {
+			return "", fmt.Errorf("temp dir: %w", err)
+		}
+		e.tempDir = dir
+	}
+	return e.tempDir, nil
+}
+
+// Cleanup removes the attempt's temp dir, if one was made.
+func (e *Env) Cleanup() {
+	if e.tempDir != "" {
+		os.RemoveAll(e.tempDir)
+		e.tempDir = ""
+	}
 }
 
 // Getenv looks a name up in Environ (last entry wins, like the process env).

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -158,7 +157,7 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 // params interpolates a step's `with:` and decodes it into typed params,
 // registering the values of secret params with the redactor.
 func (r *run) params(s *Step, scope map[string]any) (any, error) {
-	with, err := Interpolate(s.With, scope)
+	with, err := r.plan.exprs.interpolate(s.With, scope)
 	if err != nil {
 		return nil, err
 	}
@@ -188,15 +187,11 @@ func (r *run) attempt(parent context.Context, s *Step, params any, log *slog.Log
 	stats = &Stats{}
 	actx, cancel := context.WithTimeout(parent, s.Timeout)
 	defer cancel()
-	tmp, err := os.MkdirTemp("", "planrun-"+s.ID+"-")
-	if err != nil {
-		return Outputs{}, stats, fmt.Errorf("temp dir: %w", err)
-	}
-	defer os.RemoveAll(tmp)
 	env := &Env{
 		RunID: r.id, PlanName: r.plan.Name, StepID: s.ID, Environ: r.scope.Environ,
-		Log: log, Secrets: r.scope.Secrets, TempDir: tmp, Stats: stats,
+		Log: log, Secrets: r.scope.Secrets, Stats: stats,
 	}
+	defer env.Cleanup()
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("step panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
@@ -296,7 +291,7 @@ func (r *run) notify(ctx context.Context, signal string, exitCode int, body stri
 }
 
 func (r *run) notifyOne(ctx context.Context, m *Step, signal string, exitCode int, body string, log *slog.Logger) error {
-	with, err := Interpolate(m.With, r.exprScope())
+	with, err := r.plan.exprs.interpolate(m.With, r.exprScope())
 	if err != nil {
 		return err
 	}
