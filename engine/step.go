@@ -60,7 +60,7 @@ type Env struct {
 	Log *slog.Logger
 	// Secrets redacts known secret values; steps add secrets they discover.
 	Secrets *Redactor
-	Stats *Stats
+	Stats   *Stats
 	// Progress reports streaming progress (bytes so far); may be nil.
 	Progress func(done int64)
 
