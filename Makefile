@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/planrun
 PKGS    := ./...
 
-.PHONY: build demo test unit integration bench fuzz schema lint testenv-start testenv-stop clean
+.PHONY: build demo test unit bench fuzz docs schema testenv-start testenv-stop clean
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/planrun
@@ -28,8 +28,9 @@ bench: build
 fuzz:
 	$(GO) test ./engine -run '^$$' -fuzz FuzzLoad -fuzztime 30s
 
-schema: build
-	$(BIN) schema > schemas/plan.schema.json
+# Regenerate the JSON schema and the README step table from the step declarations.
+docs schema:
+	$(GO) test ./cmd/planrun -run TestReadmeStepTableIsFresh -update
 
 testenv-start:
 	./scripts/testenv.sh start

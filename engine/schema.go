@@ -27,8 +27,7 @@ func Schema(reg *Registry) ([]byte, error) {
 		},
 	}
 	names := reg.Names()
-	var stepIfs, monitorIfs []any
-	var monitorTypes []any
+	stepIfs, monitorIfs, monitorTypes := []any{}, []any{}, []any{}
 	for _, n := range names {
 		t := reg.Lookup(n)
 		key := "with-" + n
@@ -62,14 +61,17 @@ func Schema(reg *Registry) ([]byte, error) {
 		},
 		"allOf": stepIfs,
 	}
-	defs["monitor"] = map[string]any{
+	monitor := map[string]any{
 		"type": "object", "additionalProperties": false, "required": []any{"type"},
 		"properties": map[string]any{
-			"type": map[string]any{"enum": monitorTypes},
+			"type": map[string]any{"enum": monitorTypes, "description": "a step type with signal, exit_code and body params"},
 			"with": map[string]any{"type": "object"},
 		},
-		"allOf": monitorIfs,
 	}
+	if len(monitorIfs) > 0 { // allOf must not be empty
+		monitor["allOf"] = monitorIfs
+	}
+	defs["monitor"] = monitor
 	schema := map[string]any{
 		"$schema":              "https://json-schema.org/draft/2020-12/schema",
 		"$id":                  SchemaID,
