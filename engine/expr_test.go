@@ -10,7 +10,8 @@ import (
 )
 
 func testScope() map[string]any {
-	s := &Scope{Env: map[string]string{"HOME": "/root", "N8N_ENABLED": "1"}, Vars: map[string]any{"root": "/backups", "keep": 7, "paths": []any{"/a", "/b"}}}
+	s := &Scope{Vars: map[string]any{"root": "/backups", "keep": 7, "paths": []any{"/a", "/b"}},
+		envAny: map[string]any{"HOME": "/root", "N8N_ENABLED": "1"}}
 	sc := s.exprScope(map[string]any{"id": "r1"}, map[string]any{
 		"make-dump": map[string]any{"outputs": map[string]any{"path": "/backups/x.dump", "size": int64(42)}, "status": "success"},
 	})

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -22,18 +23,23 @@ type Invocation struct {
 // Scope is the evaluated context of one run: environment, vars and the
 // redactor that knows every secret found in them.
 type Scope struct {
+	RunID    string            // the run's id (a UUID), known to vars as run.id
+	Host     string
 	Environ  []string          // for child processes
 	Env      map[string]string // env.* in expressions
 	Vars     map[string]any
 	Secrets  *Redactor
 	Warnings []string
 	Started  time.Time
+
+	envAny map[string]any // env for expressions, built once
 }
 
 // Prepare loads env files, finds secrets and evaluates vars. It runs
 // nothing and writes nothing.
 func Prepare(p *Plan, inv Invocation) (*Scope, error) {
-	s := &Scope{Secrets: NewRedactor(), Started: time.Now().UTC()}
+	s := &Scope{RunID: NewRunID(), Secrets: NewRedactor(), Started: time.Now().UTC()}
+	s.Host, _ = os.Hostname()
 	var fileVars []EnvVar
 	for _, f := range append(append([]string(nil), p.EnvFiles...), inv.ExtraEnvFiles...) {
 		vars, warns, err := LoadEnvFile(f, inv.AllowLoosePerms)
@@ -63,6 +69,12 @@ func Prepare(p *Plan, inv Invocation) (*Scope, error) {
 	for _, k := range names {
 		s.Environ = append(s.Environ, k+"="+s.Env[k])
 	}
+	// env is map[string]any so that an unset name is nil: `?? "default"`
+	// works, and interpolating it is an error rather than an empty string.
+	s.envAny = make(map[string]any, len(s.Env))
+	for k, v := range s.Env {
+		s.envAny[k] = v
+	}
 	s.Secrets.AddEnv(s.Environ)
 	for _, name := range p.Secrets {
 		if v := s.Env[name]; v != "" {
@@ -76,7 +88,7 @@ func Prepare(p *Plan, inv Invocation) (*Scope, error) {
 		}
 	}
 	s.Vars = map[string]any{}
-	scope := s.exprScope(nil, nil)
+	scope := s.exprScope(map[string]any{"id": s.RunID, "plan": p.Name, "host": s.Host, "started": s.Started}, nil)
 	for _, v := range p.Vars {
 		if val, ok := inv.Vars[v.Name]; ok {
 			s.Vars[v.Name] = val
@@ -113,14 +125,8 @@ func (s *Scope) exprScope(run map[string]any, steps map[string]any) map[string]a
 		steps = map[string]any{}
 	}
 	no := func() bool { return false }
-	// env is map[string]any so that an unset name is nil: `?? "default"`
-	// works, and interpolating it is an error rather than an empty string.
-	env := make(map[string]any, len(s.Env))
-	for k, v := range s.Env {
-		env[k] = v
-	}
 	return map[string]any{
-		"env": env, "vars": s.Vars, "run": run, "steps": steps,
+		"env": s.envAny, "vars": s.Vars, "run": run, "steps": steps,
 		"success": no, "failure": no, "always": func() bool { return true }, "cancelled": no,
 	}
 }

@@ -107,8 +107,8 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 	if o.Hard == nil {
 		o.Hard = context.Background()
 	}
-	r := &run{plan: p, scope: scope, opts: o, id: NewRunID(), steps: map[string]*stepState{}, tail: NewTailBuffer(LogTailSize)}
-	r.host, _ = os.Hostname()
+	r := &run{plan: p, scope: scope, opts: o, id: scope.RunID, steps: map[string]*stepState{}, tail: NewTailBuffer(LogTailSize)}
+	r.host = scope.Host
 
 	// Logs: stderr, the run's own file and the in-memory tail, all redacted.
 	sinks := []io.Writer{o.Stderr, r.tail}
