@@ -6,6 +6,7 @@ require (
 	filippo.io/age v1.3.2
 	github.com/klauspost/compress v1.20.3
 	github.com/klauspost/pgzip v1.3.0
+	github.com/mattn/go-sqlite3 v1.14.53
 	github.com/sethvargo/go-envconfig v1.4.3
 	gopkg.in/yaml.v3 v3.0.1
 )
