@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +64,17 @@ func TestOpenCreatesPrivateFiles(t *testing.T) {
 		}
 		if got := fi.Mode().Perm(); got != want {
 			t.Errorf("%s: mode %o, want %o", path, got, want)
+		}
+	}
+	// SQLite gives the WAL and shared-memory files the database's mode.
+	finished(t, st, run("r", "p", t0, engine.StatusSuccess), time.Second)
+	for _, suffix := range []string{"-wal", "-shm"} {
+		fi, err := os.Stat(st.Path() + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != 0o600 {
+			t.Errorf("%s: mode %o, want 600", suffix, got)
 		}
 	}
 	var mode string
@@ -248,5 +260,33 @@ func TestLastSuccess(t *testing.T) {
 	}
 	if r, ok, err := st.LastSuccess(ctx, "never"); err != nil || ok {
 		t.Errorf("LastSuccess(never) = %+v, %v, %v; want none", r, ok, err)
+	}
+}
+
+// BenchmarkRecordRun measures what the runner adds per run: one start, five
+// attempts and one finish, each its own durable (WAL) transaction.
+func BenchmarkRecordRun(b *testing.B) {
+	st, err := Open(filepath.Join(b.TempDir(), "runs.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	outputs := map[string]any{"path": "/backups/mongo/x.archive.zst.age", "size": 123456789, "sha256": strings.Repeat("ab", 32)}
+	for i := 0; b.Loop(); i++ {
+		r := run("bench-"+strconv.Itoa(i), "kaleem-daily", t0, engine.StatusRunning)
+		if err := st.StartRun(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+		for j := 0; j < 5; j++ {
+			if err := st.RecordAttempt(ctx, engine.AttemptRecord{RunID: r.ID, StepID: "s", Attempt: 1,
+				Status: engine.StatusSuccess, Outputs: outputs}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		r.Status, r.Finished = engine.StatusSuccess, t0.Add(time.Minute)
+		if err := st.FinishRun(ctx, r); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
