@@ -1,0 +1,423 @@
+package main
+
+// The read-side verbs: planrun runs, planrun show, planrun status.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/planrun/planrun/engine"
+	"github.com/planrun/planrun/engine/store"
+)
+
+// histFlagExit maps a flag parsing error to an exit code; the flag package
+// has already printed the message (and usage).
+func histFlagExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}
+
+func histUsage(stderr io.Writer, verb, format string, args ...any) int {
+	fmt.Fprintf(stderr, "planrun %s: %s\n", verb, fmt.Sprintf(format, args...))
+	return 2
+}
+
+func histJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// cmdRuns: planrun runs [--plan NAME] [--limit N] [--json]
+func cmdRuns(st *store.Store, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("runs", stderr)
+	plan := fs.String("plan", "", "only runs of this plan")
+	limit := fs.Int("limit", 20, "show at most `N` runs, newest first (0: all)")
+	asJSON := fs.Bool("json", false, "print a JSON array of runs")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return histFlagExit(err)
+	}
+	if len(pos) > 0 {
+		return histUsage(stderr, "runs", "unexpected argument %q (use --plan NAME)", pos[0])
+	}
+	if *limit < 0 {
+		return histUsage(stderr, "runs", "--limit must be 0 (all) or more, got %d", *limit)
+	}
+	runs, err := st.Runs(context.Background(), store.RunFilter{Plan: *plan, Limit: *limit})
+	if err != nil {
+		fmt.Fprintf(stderr, "planrun runs: %v\n", err)
+		return 1
+	}
+	if *asJSON {
+		if runs == nil {
+			runs = []engine.RunRecord{}
+		}
+		if err := histJSON(stdout, runs); err != nil {
+			fmt.Fprintf(stderr, "planrun runs: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	if len(runs) == 0 {
+		if *plan != "" {
+			fmt.Fprintf(stdout, "no runs of plan %q recorded in %s\n", *plan, st.Path())
+		} else {
+			fmt.Fprintf(stdout, "no runs recorded in %s\n", st.Path())
+		}
+		return 0
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tPLAN\tSTATUS\tSTARTED (UTC)\tDURATION\tEXIT")
+	for _, r := range runs {
+		dur, exit := "-", "-"
+		if !r.Finished.IsZero() {
+			dur = histDuration(r.Finished.Sub(r.Started))
+			exit = fmt.Sprint(r.ExitCode)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", histShortID(r.ID), r.Plan, r.Status,
+			r.Started.UTC().Format(time.DateTime), dur, exit)
+	}
+	if err := tw.Flush(); err != nil {
+		fmt.Fprintf(stderr, "planrun runs: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// cmdShow: planrun show RUN [--json]. RUN may be a unique id prefix.
+func cmdShow(st *store.Store, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("show", stderr)
+	asJSON := fs.Bool("json", false, "print {run, attempts} as JSON")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return histFlagExit(err)
+	}
+	if len(pos) != 1 {
+		return histUsage(stderr, "show", "want one run id (or a unique prefix of one), got %d arguments", len(pos))
+	}
+	run, atts, err := st.Run(context.Background(), pos[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "planrun show: %v\n", err)
+		return 1
+	}
+	if *asJSON {
+		if atts == nil {
+			atts = []engine.AttemptRecord{}
+		}
+		err := histJSON(stdout, struct {
+			Run      engine.RunRecord       `json:"run"`
+			Attempts []engine.AttemptRecord `json:"attempts"`
+		}{run, atts})
+		if err != nil {
+			fmt.Fprintf(stderr, "planrun show: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	var b strings.Builder
+	histRunHeader(&b, run)
+	if len(atts) == 0 {
+		b.WriteString("\nNo step attempts recorded.\n")
+	} else {
+		b.WriteString("\nSteps:\n")
+		for _, a := range atts {
+			histAttempt(&b, a)
+		}
+	}
+	if _, err := io.WriteString(stdout, b.String()); err != nil {
+		return 1
+	}
+	return 0
+}
+
+func histRunHeader(b *strings.Builder, r engine.RunRecord) {
+	line := func(label, value string) {
+		if value != "" {
+			fmt.Fprintf(b, "%-9s %s\n", label+":", histIndent(value, 10))
+		}
+	}
+	line("Run", r.ID)
+	line("Plan", r.Plan)
+	file := r.PlanFile
+	if r.PlanSHA256 != "" {
+		file += " (sha256 " + r.PlanSHA256 + ")"
+	}
+	line("File", file)
+	host := r.Host
+	var extra []string
+	if r.PID != 0 {
+		extra = append(extra, fmt.Sprintf("pid %d", r.PID))
+	}
+	if r.Trigger != "" {
+		extra = append(extra, "trigger "+r.Trigger)
+	}
+	if len(extra) > 0 {
+		host += " (" + strings.Join(extra, ", ") + ")"
+	}
+	line("Host", host)
+	status := r.Status
+	if !r.Finished.IsZero() {
+		status += fmt.Sprintf(", exit code %d", r.ExitCode)
+	}
+	line("Status", status)
+	line("Started", histTime(r.Started))
+	if !r.Finished.IsZero() {
+		line("Finished", fmt.Sprintf("%s (took %s)", histTime(r.Finished), histDuration(r.Finished.Sub(r.Started))))
+	}
+	line("Error", r.Error)
+	line("Log", r.LogFile)
+}
+
+func histAttempt(b *strings.Builder, a engine.AttemptRecord) {
+	head := fmt.Sprintf("  %s (%s)", a.StepID, a.StepType)
+	if a.StepType == "" {
+		head = "  " + a.StepID
+	}
+	parts := []string{head}
+	if a.Attempt > 0 {
+		parts = append(parts, fmt.Sprintf("attempt %d", a.Attempt))
+	}
+	parts = append(parts, a.Status)
+	if a.Duration > 0 || a.Status != engine.StatusSkipped {
+		parts = append(parts, histDuration(a.Duration))
+	}
+	if a.BytesIn > 0 || a.BytesOut > 0 {
+		parts = append(parts, fmt.Sprintf("in %s, out %s", histBytes(a.BytesIn), histBytes(a.BytesOut)))
+	}
+	b.WriteString(strings.Join(parts, "  ") + "\n")
+	var details [][2]string // label, value
+	if a.Reason != "" {
+		label := "reason"
+		if a.Status == engine.StatusSkipped {
+			label = "skipped"
+		}
+		details = append(details, [2]string{label, a.Reason})
+	}
+	if a.Error != "" {
+		details = append(details, [2]string{"error", a.Error})
+	}
+	keys := make([]string, 0, len(a.Outputs))
+	for k := range a.Outputs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		details = append(details, [2]string{k, histValue(a.Outputs[k])})
+	}
+	paths := make([]string, 0, len(a.Artifacts))
+	for p := range a.Artifacts {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		details = append(details, [2]string{"artifact", p + "  sha256 " + a.Artifacts[p]})
+	}
+	width := 8
+	for _, d := range details {
+		width = max(width, len(d[0]))
+	}
+	for _, d := range details {
+		fmt.Fprintf(b, "      %-*s  %s\n", width, d[0], histIndent(d[1], 6+width+2))
+	}
+}
+
+// histValue renders an output value on one line, bounded: outputs can be
+// large (lists of files), and show is for people.
+func histValue(v any) string {
+	var s string
+	switch v := v.(type) {
+	case string:
+		s = v
+	case json.Number:
+		s = v.String()
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			s = fmt.Sprint(v)
+		} else {
+			s = string(b)
+		}
+	}
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
+
+// histIndent indents the continuation lines of a multi-line value.
+func histIndent(s string, n int) string {
+	return strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+strings.Repeat(" ", n))
+}
+
+// cmdStatus: planrun status PLAN --max-age 26h [--json]. Exit 0 when the
+// plan's last success finished within max-age, else 1: for cron and
+// monitoring, in place of backup-age alert scripts.
+func cmdStatus(st *store.Store, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("status", stderr)
+	maxAgeText := fs.String("max-age", "", "the newest success must have finished within this `duration` (e.g. 26h, 2d)")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return histFlagExit(err)
+	}
+	if len(pos) != 1 {
+		return histUsage(stderr, "status", "want one plan name, got %d arguments (planrun status PLAN --max-age 26h)", len(pos))
+	}
+	if *maxAgeText == "" {
+		return histUsage(stderr, "status", "--max-age is required (e.g. --max-age 26h)")
+	}
+	maxAge, err := engine.ParseDuration(*maxAgeText)
+	if err != nil || maxAge <= 0 {
+		if err == nil {
+			err = fmt.Errorf("must be positive")
+		}
+		return histUsage(stderr, "status", "--max-age: %v", err)
+	}
+	plan := pos[0]
+	ctx := context.Background()
+	last, ok, err := st.LastSuccess(ctx, plan)
+	if err != nil {
+		fmt.Fprintf(stderr, "planrun status: %v\n", err)
+		return 1
+	}
+	latest, err := st.Runs(ctx, store.RunFilter{Plan: plan, Limit: 1})
+	if err != nil {
+		fmt.Fprintf(stderr, "planrun status: %v\n", err)
+		return 1
+	}
+	now := time.Now()
+	res := statusResult{Plan: plan, MaxAge: maxAge.String(), MaxAgeSeconds: maxAge.Seconds(), CheckedAt: now.UTC()}
+	var lastRun *engine.RunRecord
+	if len(latest) > 0 {
+		lastRun = &latest[0]
+		res.LastRun = lastRun
+	}
+	var msg strings.Builder
+	if ok {
+		res.LastSuccess = &last
+		at := last.Finished
+		if at.IsZero() {
+			at = last.Started
+		}
+		age := now.Sub(at)
+		res.AgeSeconds = age.Seconds()
+		res.OK = age <= maxAge
+		verdict := "OK"
+		limit := ""
+		if !res.OK {
+			verdict = "STALE"
+			limit = ", older than " + *maxAgeText
+		}
+		fmt.Fprintf(&msg, "%s %s: last success %s (%s ago%s, run %s)", verdict, plan, histTime(at),
+			histDuration(age), limit, histShortID(last.ID))
+	} else {
+		fmt.Fprintf(&msg, "STALE %s: never succeeded", plan)
+	}
+	switch {
+	case lastRun == nil:
+		msg.WriteString("; no runs recorded")
+	default:
+		fmt.Fprintf(&msg, "; last run %s %s", histShortID(lastRun.ID), lastRun.Status)
+		if lastRun.Finished.IsZero() {
+			fmt.Fprintf(&msg, " since %s", histTime(lastRun.Started))
+		} else {
+			fmt.Fprintf(&msg, " at %s", histTime(lastRun.Finished))
+		}
+		if lastRun.Error != "" {
+			first, _, _ := strings.Cut(lastRun.Error, "\n")
+			fmt.Fprintf(&msg, ": %s", first)
+		}
+	}
+	res.Message = msg.String()
+	if *asJSON {
+		if err := histJSON(stdout, res); err != nil {
+			fmt.Fprintf(stderr, "planrun status: %v\n", err)
+			return 1
+		}
+	} else {
+		fmt.Fprintln(stdout, res.Message)
+	}
+	if res.OK {
+		return 0
+	}
+	return 1
+}
+
+type statusResult struct {
+	Plan          string            `json:"plan"`
+	OK            bool              `json:"ok"`
+	Message       string            `json:"message"`
+	MaxAge        string            `json:"max_age"`
+	MaxAgeSeconds float64           `json:"max_age_seconds"`
+	CheckedAt     time.Time         `json:"checked_at"`
+	AgeSeconds    float64           `json:"age_seconds,omitempty"`
+	LastSuccess   *engine.RunRecord `json:"last_success"`
+	LastRun       *engine.RunRecord `json:"last_run"`
+}
+
+// histShortID is the id as `runs` lists it; `show` accepts it back.
+func histShortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+func histTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.DateTime) + " UTC"
+}
+
+// histDuration prints 850ms, 1.5s, 5m12s, 1h5s (not 1h0m5s), 3d2h: whole
+// seconds from a minute on, days from 24h on.
+func histDuration(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	if d < time.Minute {
+		return d.Round(100 * time.Millisecond).String()
+	}
+	d = d.Round(time.Second)
+	var b strings.Builder
+	for _, u := range []struct {
+		unit time.Duration
+		name string
+	}{{24 * time.Hour, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}} {
+		if n := d / u.unit; n > 0 {
+			fmt.Fprintf(&b, "%d%s", n, u.name)
+			d -= n * u.unit
+		}
+	}
+	return b.String()
+}
+
+// histBytes prints a byte count in binary units (1.5 GiB).
+func histBytes(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	f := float64(n)
+	for _, u := range []string{"KiB", "MiB", "GiB", "TiB"} {
+		f /= 1024
+		if f < 1024 || u == "TiB" {
+			return fmt.Sprintf("%.1f %s", f, u)
+		}
+	}
+	return fmt.Sprintf("%d B", n)
+}

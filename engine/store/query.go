@@ -1,0 +1,175 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/planrun/planrun/engine"
+)
+
+var (
+	// ErrNotFound: no run has that id (or id prefix).
+	ErrNotFound = errors.New("no such run")
+	// ErrAmbiguous: an id prefix matches more than one run.
+	ErrAmbiguous = errors.New("ambiguous run id prefix")
+)
+
+// RunFilter selects runs for Runs.
+type RunFilter struct {
+	Plan  string // only runs of this plan; "" for all
+	Limit int    // at most this many; 0 for no limit
+}
+
+const runColumns = `id, plan, plan_file, plan_sha256, host, trigger, pid, started, finished, status, exit_code, error, log_file`
+
+// Runs lists runs, newest first.
+func (s *Store) Runs(ctx context.Context, f RunFilter) ([]engine.RunRecord, error) {
+	q := `SELECT ` + runColumns + ` FROM runs`
+	var args []any
+	if f.Plan != "" {
+		q += ` WHERE plan = ?`
+		args = append(args, f.Plan)
+	}
+	q += ` ORDER BY started DESC, rowid DESC`
+	if f.Limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, f.Limit)
+	}
+	return s.queryRuns(ctx, q, args...)
+}
+
+// Run returns the run whose id is id or, failing that, the only run whose
+// id starts with id (like git), with its attempts in the order recorded.
+func (s *Store) Run(ctx context.Context, id string) (engine.RunRecord, []engine.AttemptRecord, error) {
+	if id == "" {
+		return engine.RunRecord{}, nil, fmt.Errorf("empty run id")
+	}
+	runs, err := s.queryRuns(ctx, `SELECT `+runColumns+` FROM runs WHERE id = ?`, id)
+	if err == nil && len(runs) == 0 {
+		// substr, not LIKE: LIKE ignores ASCII case and treats _ and % specially.
+		runs, err = s.queryRuns(ctx, `SELECT `+runColumns+` FROM runs
+			WHERE substr(id, 1, ?) = ? ORDER BY started DESC LIMIT 6`, len(id), id)
+	}
+	if err != nil {
+		return engine.RunRecord{}, nil, err
+	}
+	switch len(runs) {
+	case 0:
+		return engine.RunRecord{}, nil, fmt.Errorf("run %q: %w", id, ErrNotFound)
+	case 1:
+	default:
+		ids := make([]string, 0, len(runs))
+		for i, r := range runs {
+			if i == 5 {
+				ids = append(ids, "...")
+				break
+			}
+			ids = append(ids, r.ID)
+		}
+		return engine.RunRecord{}, nil, fmt.Errorf("run %q: %w: matches %s", id, ErrAmbiguous, strings.Join(ids, ", "))
+	}
+	atts, err := s.attempts(ctx, runs[0].ID)
+	if err != nil {
+		return engine.RunRecord{}, nil, err
+	}
+	return runs[0], atts, nil
+}
+
+// LastSuccess returns the plan's most recently finished successful run.
+func (s *Store) LastSuccess(ctx context.Context, plan string) (engine.RunRecord, bool, error) {
+	runs, err := s.queryRuns(ctx, `SELECT `+runColumns+` FROM runs
+		WHERE plan = ? AND status = ? ORDER BY finished DESC, started DESC LIMIT 1`, plan, engine.StatusSuccess)
+	if err != nil || len(runs) == 0 {
+		return engine.RunRecord{}, false, err
+	}
+	return runs[0], true, nil
+}
+
+func (s *Store) queryRuns(ctx context.Context, q string, args ...any) ([]engine.RunRecord, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("run store: %w", err)
+	}
+	defer rows.Close()
+	var out []engine.RunRecord
+	for rows.Next() {
+		var r engine.RunRecord
+		var started, finished sql.NullString
+		if err := rows.Scan(&r.ID, &r.Plan, &r.PlanFile, &r.PlanSHA256, &r.Host, &r.Trigger, &r.PID,
+			&started, &finished, &r.Status, &r.ExitCode, &r.Error, &r.LogFile); err != nil {
+			return nil, fmt.Errorf("run store: %w", err)
+		}
+		if r.Started, err = parseTime(started); err != nil {
+			return nil, fmt.Errorf("run store: run %s: %w", r.ID, err)
+		}
+		if r.Finished, err = parseTime(finished); err != nil {
+			return nil, fmt.Errorf("run store: run %s: %w", r.ID, err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("run store: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Store) attempts(ctx context.Context, runID string) ([]engine.AttemptRecord, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT run_id, step_id, step_type, attempt, status, started, finished,
+		duration_ns, error, reason, outputs_json, bytes_in, bytes_out, artifacts_json
+		FROM attempts WHERE run_id = ? ORDER BY seq`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("run store: %w", err)
+	}
+	defer rows.Close()
+	var out []engine.AttemptRecord
+	for rows.Next() {
+		var a engine.AttemptRecord
+		var started, finished sql.NullString
+		var dur int64
+		var outputs, artifacts string
+		if err := rows.Scan(&a.RunID, &a.StepID, &a.StepType, &a.Attempt, &a.Status, &started, &finished,
+			&dur, &a.Error, &a.Reason, &outputs, &a.BytesIn, &a.BytesOut, &artifacts); err != nil {
+			return nil, fmt.Errorf("run store: %w", err)
+		}
+		a.Duration = time.Duration(dur)
+		where := fmt.Sprintf("run %s step %s attempt %d", a.RunID, a.StepID, a.Attempt)
+		if a.Started, err = parseTime(started); err != nil {
+			return nil, fmt.Errorf("run store: %s: %w", where, err)
+		}
+		if a.Finished, err = parseTime(finished); err != nil {
+			return nil, fmt.Errorf("run store: %s: %w", where, err)
+		}
+		if a.Outputs, err = decodeMap[any](outputs); err != nil {
+			return nil, fmt.Errorf("run store: %s: outputs: %w", where, err)
+		}
+		if a.Artifacts, err = decodeMap[string](artifacts); err != nil {
+			return nil, fmt.Errorf("run store: %s: artifacts: %w", where, err)
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("run store: %w", err)
+	}
+	return out, nil
+}
+
+// decodeMap reads a stored JSON object; numbers stay json.Number so sizes
+// above 2^53 keep every digit. An empty object gives a nil map.
+func decodeMap[V any](s string) (map[string]V, error) {
+	dec := json.NewDecoder(bytes.NewReader([]byte(s)))
+	dec.UseNumber()
+	var m map[string]V
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	if len(m) == 0 {
+		return nil, nil
+	}
+	return m, nil
+}

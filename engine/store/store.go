@@ -1,0 +1,108 @@
+// Package store is the SQLite run store: it records runs and step attempts
+// (engine.Recorder) and answers the CLI's history queries. It is the only
+// cgo code in planrun.
+//
+// The store never redacts: the runner masks secrets in every string before
+// it calls StartRun, RecordAttempt or FinishRun. Whatever reaches the store
+// is written as given.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+)
+
+// busyTimeout is how long a writer waits for another process's write lock:
+// cron may start runs of different plans at the same minute.
+const busyTimeout = 10 * time.Second
+
+// Store is a run store backed by one SQLite file. It is safe for
+// concurrent use, and several processes may use the same file.
+type Store struct {
+	db   *sql.DB
+	path string
+}
+
+// Open opens (creating if needed) the run store at path and applies any
+// pending migrations. The parent directory is created 0700 and the file
+// 0600: run records name hosts, paths and errors.
+func Open(path string) (*Store, error) {
+	return open(context.Background(), path, migrations)
+}
+
+func open(ctx context.Context, path string, steps []string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("run store: empty database path")
+	}
+	if strings.ContainsAny(path, "?#") {
+		// The driver reads what follows '?' as connection options.
+		return nil, fmt.Errorf("run store %s: path must not contain '?' or '#'", path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("run store: %w", err)
+	}
+	// Create the file ourselves so SQLite does not create it with the
+	// umask's mode; SQLite gives -wal and -shm the same mode as the db.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("run store: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("run store: %w", err)
+	}
+	// _txlock=immediate: every transaction takes the write lock at BEGIN,
+	// so a busy database is waited for (busy_timeout) instead of failing
+	// with SQLITE_BUSY when a read lock cannot be upgraded.
+	dsn := fmt.Sprintf("%s?_journal_mode=WAL&_busy_timeout=%d&_foreign_keys=on&_synchronous=NORMAL&_txlock=immediate",
+		path, busyTimeout.Milliseconds())
+	db, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("run store %s: %w", path, err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("run store %s: %w", path, err)
+	}
+	if err := migrate(ctx, db, steps); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("run store %s: %w", path, err)
+	}
+	return &Store{db: db, path: path}, nil
+}
+
+// Path is the database file.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// timeFormat is RFC 3339 in UTC with a fixed nine-digit fraction, so that
+// the stored text sorts in time order (time.RFC3339Nano trims zeros, which
+// would sort "…:05Z" after "…:05.1Z"). time.RFC3339Nano parses it.
+const timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
+func fmtTime(t time.Time) sql.NullString {
+	if t.IsZero() {
+		return sql.NullString{}
+	}
+	return sql.NullString{String: t.UTC().Format(timeFormat), Valid: true}
+}
+
+func parseTime(ns sql.NullString) (time.Time, error) {
+	if !ns.Valid || ns.String == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, ns.String)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("stored time %q: %w", ns.String, err)
+	}
+	return t.UTC(), nil
+}
