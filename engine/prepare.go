@@ -23,7 +23,7 @@ type Invocation struct {
 // Scope is the evaluated context of one run: environment, vars and the
 // redactor that knows every secret found in them.
 type Scope struct {
-	RunID    string            // the run's id (a UUID), known to vars as run.id
+	RunID    string // the run's id (a UUID), known to vars as run.id
 	Host     string
 	Environ  []string          // for child processes
 	Env      map[string]string // env.* in expressions

@@ -71,7 +71,7 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 
 	st, err := store.Open(settings.DB)
 	if err != nil {
-		fmt.Fprintf(stderr, "planrun: run store %s: %v\n", settings.DB, err)
+		fmt.Fprintf(stderr, "planrun: %v\n", err)
 		return engine.ExitFailed
 	}
 	defer st.Close()

@@ -17,6 +17,13 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 // parseInterleaved parses flags that may come before or after positional
 // arguments (planrun apply PLAN --dry-run) and returns the positionals.
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var tail []string // everything after a literal "--" is positional
+	for i, a := range args {
+		if a == "--" {
+			args, tail = args[:i], args[i+1:]
+			break
+		}
+	}
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -24,10 +31,7 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 		args = fs.Args()
 		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
+			return append(pos, tail...), nil
 		}
 		pos = append(pos, args[0])
 		args = args[1:]

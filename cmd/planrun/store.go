@@ -35,7 +35,7 @@ func withStore(verb string, args []string, stdout, stderr io.Writer) int {
 	}
 	st, err := store.Open(settings.DB)
 	if err != nil {
-		fmt.Fprintf(stderr, "planrun: run store %s: %v\n", settings.DB, err)
+		fmt.Fprintf(stderr, "planrun: %v\n", err)
 		return 1
 	}
 	defer st.Close()
