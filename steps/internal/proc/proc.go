@@ -118,6 +118,13 @@ func LookPath(name string, env []string) (string, error) {
 // cancelled context kills the whole process group and returns ctx.Err()
 // wrapped with the child's name.
 func Run(ctx context.Context, c Cmd) (Result, error) {
+	// Any user on the host can read /proc/*/cmdline: a known secret in argv
+	// is refused, not run.
+	for i, a := range c.Args {
+		if c.Secrets.Redact(a) != a {
+			return Result{ExitCode: -1}, fmt.Errorf("%s: argument %d contains a secret value; pass secrets through env or files, never argv", c.Name, i+1)
+		}
+	}
 	path, err := LookPath(c.Name, c.Env)
 	if err != nil {
 		return Result{ExitCode: -1}, err

@@ -20,7 +20,8 @@ import (
 func TestRunCapturesOutputAndExitCode(t *testing.T) {
 	sec := engine.NewRedactor()
 	sec.Add("topsecret")
-	res, err := Run(context.Background(), Cmd{Name: "/bin/sh", Args: []string{"-c", "echo out topsecret; echo err >&2; exit 4"}, Secrets: sec})
+	res, err := Run(context.Background(), Cmd{Name: "/bin/sh", Args: []string{"-c", "echo out $S; echo err >&2; exit 4"},
+		Env: []string{"S=topsecret", "PATH=/usr/bin:/bin"}, Secrets: sec})
 	var xe *ExitError
 	require.ErrorAs(t, err, &xe)
 	assert.Equal(t, 4, xe.ExitCode)
@@ -87,4 +88,16 @@ func TestCommandLineQuotesAndRedacts(t *testing.T) {
 	sec := engine.NewRedactor()
 	sec.Add("pw123")
 	assert.Equal(t, `pg_dump --dbname 'a b' '--x=***' ''`, CommandLine(sec, "pg_dump", "--dbname", "a b", "--x=pw123", ""))
+}
+
+func TestRunRefusesSecretsInArgv(t *testing.T) {
+	sec := engine.NewRedactor()
+	sec.Add("hunter22")
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	_, err := Run(context.Background(), Cmd{Name: "/bin/sh", Args: []string{"-c", "touch " + marker + " # hunter22"}, Secrets: sec})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "argument 2 contains a secret value")
+	assert.NotContains(t, err.Error(), "hunter22")
+	assert.NoFileExists(t, marker)
 }
