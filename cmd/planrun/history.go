@@ -99,14 +99,24 @@ func cmdRuns(st *store.Store, args []string, stdout, stderr io.Writer) int {
 func cmdShow(st *store.Store, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("show", stderr)
 	asJSON := fs.Bool("json", false, "print {run, attempts} as JSON")
+	plan := fs.String("plan", "", "with RUN = latest: the latest run of this plan")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return histFlagExit(err)
 	}
 	if len(pos) != 1 {
-		return histUsage(stderr, "show", "want one run id (or a unique prefix of one), got %d arguments", len(pos))
+		return histUsage(stderr, "show", "want one run id (a unique prefix, or latest), got %d arguments", len(pos))
 	}
-	run, atts, err := st.Run(context.Background(), pos[0])
+	id := pos[0]
+	if id == "latest" {
+		runs, err := st.Runs(context.Background(), store.RunFilter{Plan: *plan, Limit: 1})
+		if err != nil || len(runs) == 0 {
+			fmt.Fprintf(stderr, "planrun show: no runs recorded%s\n", map[bool]string{true: " for plan " + *plan, false: ""}[*plan != ""])
+			return 1
+		}
+		id = runs[0].ID
+	}
+	run, atts, err := st.Run(context.Background(), id)
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun show: %v\n", err)
 		return 1
