@@ -25,8 +25,11 @@ unit:
 bench: build
 	./scripts/bench.sh
 
+# Fuzz the plan loader and the env-file parser (no panics on any input).
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test ./engine -run '^$$' -fuzz FuzzLoad -fuzztime 30s
+	$(GO) test ./engine -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
+	$(GO) test ./engine -run '^$$' -fuzz '^FuzzParseDotenv$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 
 # Regenerate the JSON schema and the README step table from the step declarations.
 docs schema:
