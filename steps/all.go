@@ -7,5 +7,6 @@ import "github.com/planrun/planrun/engine"
 func All() *engine.Registry {
 	return engine.NewRegistry(
 		Exec.Type(),
+		HealthcheckPing.Type(),
 	)
 }
