@@ -48,10 +48,10 @@ type Stats struct {
 
 // Env is what a running step sees besides its params.
 type Env struct {
-	RunID   string
+	RunID    string
 	PlanName string
-	StepID  string
-	DryRun  bool
+	StepID   string
+	DryRun   bool
 	// Environ is the environment for child processes: the process
 	// environment merged with the plan's env files.
 	Environ []string
@@ -91,6 +91,10 @@ type Def[P any] struct {
 	Summary string // one line, shown by `planrun steps`
 	Doc     string // optional longer text
 	Kind    Kind
+	// KindOf, when set, gives the kind of one step from its params, for
+	// types whose commands differ (restic backup vs forget); Kind is then
+	// the type's most dangerous kind, shown in docs.
+	KindOf  func(p *P) Kind
 	Outputs []Output
 	Example string // YAML of a `with:` block; must decode
 	// Preview describes, without any side effect, what Run would do: the
@@ -110,6 +114,7 @@ type Type struct {
 	Params  *Spec
 
 	newParams func() any
+	kindOf    func(p any) Kind
 	preview   func(env *Env, p any) []string
 	run       func(ctx context.Context, env *Env, p any) (Outputs, error)
 }
@@ -130,6 +135,9 @@ func (d Def[P]) Type() *Type {
 			return d.Run(ctx, env, p.(*P))
 		},
 	}
+	if d.KindOf != nil {
+		t.kindOf = func(p any) Kind { return d.KindOf(p.(*P)) }
+	}
 	if d.Preview != nil {
 		t.preview = func(env *Env, p any) []string { return d.Preview(env, p.(*P)) }
 	}
@@ -144,6 +152,15 @@ func (t *Type) HasOutput(name string) bool {
 		}
 	}
 	return false
+}
+
+// KindFor is the kind of a step with params p (from t.Decode): what the
+// safety interlock should use.
+func (t *Type) KindFor(p any) Kind {
+	if t.kindOf == nil || p == nil {
+		return t.Kind
+	}
+	return t.kindOf(p)
 }
 
 // Run decodes nothing: p must come from t.Decode.

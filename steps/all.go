@@ -8,5 +8,6 @@ func All() *engine.Registry {
 	return engine.NewRegistry(
 		Exec.Type(),
 		HealthcheckPing.Type(),
+		Restic.Type(),
 	)
 }
