@@ -163,7 +163,8 @@ func (c *resticCall) backupStdin(ctx context.Context, args []string, stdout io.W
 			rr = <-done
 			w.Close()
 		}
-		return rr.res, fmt.Errorf("backup source failed, restic stopped before saving a snapshot: %w", perr)
+		// %v, not %w: the source's exit status must not pass for restic's.
+		return rr.res, fmt.Errorf("backup source failed, restic stopped before saving a snapshot: %v", perr)
 	}
 	w.Close() // EOF: restic completes the snapshot
 	rr := <-done
