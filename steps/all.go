@@ -9,5 +9,6 @@ func All() *engine.Registry {
 		Exec.Type(),
 		HealthcheckPing.Type(),
 		Restic.Type(),
+		Rclone.Type(),
 	)
 }
