@@ -23,7 +23,18 @@ func rcloneRemote(t *testing.T) string {
 	t.Helper()
 	testenv.RequireTool(t, "rclone")
 	vals := testenv.Require(t, "S3 server via rclone remote tests3:", "RCLONE_CONFIG_TESTS3_TYPE", "S3_BUCKET")
-	return "tests3:" + vals["S3_BUCKET"] + "/planrun-test-rclone-" + offsiteSuffix(t)
+	remote := "tests3:" + vals["S3_BUCKET"] + "/planrun-test-rclone-" + offsiteSuffix(t)
+	purgeAfter(t, remote)
+	return remote
+}
+
+// purgeAfter removes a test's prefix from the shared S3 server.
+func purgeAfter(t *testing.T, remote string) {
+	t.Cleanup(func() {
+		if _, err := rcloneCLI(t, "purge", remote); err != nil {
+			t.Logf("cleanup: rclone purge %s: %v", remote, err)
+		}
+	})
 }
 
 // rcloneCLI runs the rclone CLI itself (the independent check).

@@ -163,6 +163,9 @@ func (c *resticCall) backupStdin(ctx context.Context, args []string, stdout io.W
 			rr = <-done
 			w.Close()
 		}
+		if ctx.Err() != nil {
+			return rr.res, fmt.Errorf("stopped before saving a snapshot: %w", ctx.Err())
+		}
 		// %v, not %w: the source's exit status must not pass for restic's.
 		return rr.res, fmt.Errorf("backup source failed, restic stopped before saving a snapshot: %v", perr)
 	}

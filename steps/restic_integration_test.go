@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 	"github.com/stretchr/testify/assert"
@@ -278,7 +279,12 @@ func TestResticIntegrationSecretsNotInArgv(t *testing.T) {
 
 func TestResticIntegrationS3Repository(t *testing.T) {
 	vals := testenv.Require(t, "S3 server (rclone serve s3)", "RESTIC_S3_REPO", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-	r := newResticRepo(t, vals["RESTIC_S3_REPO"]+"-planrun-test-"+offsiteSuffix(t))
+	sfx := offsiteSuffix(t)
+	r := newResticRepo(t, vals["RESTIC_S3_REPO"]+"-planrun-test-"+sfx)
+	if b, ok := os.LookupEnv("S3_BUCKET"); ok && os.Getenv("RCLONE_CONFIG_TESTS3_TYPE") != "" &&
+		strings.HasSuffix(vals["RESTIC_S3_REPO"], "/"+b+"/restic") {
+		purgeAfter(t, "tests3:"+b+"/restic-planrun-test-"+sfx)
+	}
 	env, logs := offsiteEnv(t, "run-restic-s3")
 	out, err := runResticStep(t, env, r.with("command: init"))
 	require.NoError(t, err)
@@ -296,7 +302,9 @@ func TestResticIntegrationS3Repository(t *testing.T) {
 func TestResticIntegrationRcloneRepository(t *testing.T) {
 	testenv.RequireTool(t, "rclone")
 	vals := testenv.Require(t, "S3 server via rclone remote tests3:", "RCLONE_CONFIG_TESTS3_TYPE", "S3_BUCKET")
-	r := newResticRepo(t, "rclone:tests3:"+vals["S3_BUCKET"]+"/planrun-test-rc-"+offsiteSuffix(t))
+	remote := "tests3:" + vals["S3_BUCKET"] + "/planrun-test-rc-" + offsiteSuffix(t)
+	purgeAfter(t, remote)
+	r := newResticRepo(t, "rclone:"+remote)
 	env, _ := offsiteEnv(t, "run-restic-rclone")
 	// This environment's CA bundle variable breaks rclone 1.60's S3 client:
 	// the step must strip it for restic's rclone child.
@@ -311,4 +319,20 @@ func TestResticIntegrationRcloneRepository(t *testing.T) {
 	require.Len(t, snaps, 1)
 	assert.True(t, strings.HasPrefix(snaps[0].ID, out["snapshot_id"].(string)))
 	r.restic(t, "check")
+}
+
+func TestResticIntegrationCancelledStdinBackupSavesNothing(t *testing.T) {
+	r := newResticRepo(t, "")
+	env, _ := offsiteEnv(t, "run-restic-6")
+	_, err := runResticStep(t, env, r.with("command: init"))
+	require.NoError(t, err)
+	// The producer never finishes; the step's deadline (the runner's
+	// timeout) must stop both processes without a snapshot.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	p := decodeWith(t, Restic, r.with("command: backup\nstdin_command: [sh, -c, 'seq 1 1000; exec sleep 600']"))
+	_, err = Restic.Run(ctx, env, p)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Empty(t, r.snapshots(t))
 }
