@@ -114,6 +114,10 @@ type Def[P any] struct {
 	Summary string // one line, shown by `planrun steps`
 	Doc     string // optional longer text
 	Kind    Kind
+	// KindOf, when set, gives the kind of one step from its params, for
+	// types whose commands differ (restic backup vs forget); Kind is then
+	// the type's most dangerous kind, shown in docs.
+	KindOf  func(p *P) Kind
 	Outputs []Output
 	Example string // YAML of a `with:` block; must decode
 	// Tools are the programs the step runs (checked by validate --strict).
@@ -136,6 +140,7 @@ type Type struct {
 	Params  *Spec
 
 	newParams func() any
+	kindOf    func(p any) Kind
 	preview   func(env *Env, p any) []string
 	run       func(ctx context.Context, env *Env, p any) (Outputs, error)
 }
@@ -156,6 +161,9 @@ func (d Def[P]) Type() *Type {
 			return d.Run(ctx, env, p.(*P))
 		},
 	}
+	if d.KindOf != nil {
+		t.kindOf = func(p any) Kind { return d.KindOf(p.(*P)) }
+	}
 	if d.Preview != nil {
 		t.preview = func(env *Env, p any) []string { return d.Preview(env, p.(*P)) }
 	}
@@ -170,6 +178,15 @@ func (t *Type) HasOutput(name string) bool {
 		}
 	}
 	return false
+}
+
+// KindFor is the kind of a step with params p (from t.Decode): what the
+// safety interlock should use.
+func (t *Type) KindFor(p any) Kind {
+	if t.kindOf == nil || p == nil {
+		return t.Kind
+	}
+	return t.kindOf(p)
 }
 
 // Run decodes nothing: p must come from t.Decode.

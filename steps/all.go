@@ -7,5 +7,8 @@ import "github.com/planrun/planrun/engine"
 func All() *engine.Registry {
 	return engine.NewRegistry(
 		Exec.Type(),
+		HealthcheckPing.Type(),
+		Restic.Type(),
+		Rclone.Type(),
 	)
 }
