@@ -62,10 +62,6 @@ func DryRun(w io.Writer, p *Plan, scope *Scope) error {
 				continue
 			}
 		}
-		if s.Type.Kind == KindDestructive {
-			out("  destructive: skipped if a backup step fails earlier in the run%s\n",
-				map[bool]string{true: " — overridden by after_backup_failure", false: ""}[s.AfterBackupFailure])
-		}
 		with, err := p.exprs.interpolate(s.With, sc)
 		if err != nil {
 			out("  error: %v\n", err)
@@ -85,6 +81,10 @@ func DryRun(w io.Writer, p *Plan, scope *Scope) error {
 			}
 			problems++
 			continue
+		}
+		if s.Type.KindFor(params) == KindDestructive {
+			out("  destructive: skipped if a backup step fails earlier in the run%s\n",
+				map[bool]string{true: " — overridden by after_backup_failure", false: ""}[s.AfterBackupFailure])
 		}
 		out("  timeout %s, attempts %d\n", s.Timeout, s.Retry.Attempts)
 		env := &Env{PlanName: p.Name, StepID: s.ID, DryRun: true, Environ: scope.Environ, Secrets: rd}

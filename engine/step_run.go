@@ -51,10 +51,11 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 		r.record(AttemptRecord{RunID: r.id, StepID: s.ID, StepType: s.TypeName, Status: StatusSkipped,
 			Started: started, Finished: started, Reason: reason})
 	}
-	fail := func(err error, attempt int, began time.Time, outputs Outputs) {
+	kind := s.Type.Kind // refined from the params once decoded
+	fail := func(err error) {
 		msg := r.scope.Secrets.Redact(err.Error())
 		st.outcome = StatusFailed
-		if s.Type != nil && s.Type.Kind == KindBackup && r.backupFailed == "" {
+		if kind == KindBackup && r.backupFailed == "" {
 			r.backupFailed = s.ID
 		}
 		if s.ContinueOnError {
@@ -68,22 +69,17 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 			}
 			log.Error("step failed", "err", msg)
 		}
-		_ = outputs
 	}
 
 	run, reason, err := r.decide(s, scope)
 	if err != nil {
-		fail(err, 0, started, nil)
+		fail(err)
 		r.record(AttemptRecord{RunID: r.id, StepID: s.ID, StepType: s.TypeName, Status: StatusFailed,
 			Started: started, Finished: time.Now().UTC(), Error: r.scope.Secrets.Redact(err.Error())})
 		return
 	}
 	if !run {
 		skip(reason)
-		return
-	}
-	if s.Type.Kind == KindDestructive && r.backupFailed != "" && !s.AfterBackupFailure {
-		skip(fmt.Sprintf("safety interlock: backup step %q failed earlier in this run (set after_backup_failure: true to override)", r.backupFailed))
 		return
 	}
 
@@ -96,9 +92,14 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 
 	params, err := r.params(s, scope)
 	if err != nil {
-		fail(err, 0, started, nil)
+		fail(err)
 		r.record(AttemptRecord{RunID: r.id, StepID: s.ID, StepType: s.TypeName, Attempt: 1, Status: StatusFailed,
 			Started: started, Finished: time.Now().UTC(), Error: r.scope.Secrets.Redact(err.Error())})
+		return
+	}
+	kind = s.Type.KindFor(params)
+	if kind == KindDestructive && r.backupFailed != "" && !s.AfterBackupFailure {
+		skip(fmt.Sprintf("safety interlock: backup step %q failed earlier in this run (set after_backup_failure: true to override)", r.backupFailed))
 		return
 	}
 
@@ -151,7 +152,7 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 		log.Error("step interrupted", "err", r.scope.Secrets.Redact(lastErr.Error()))
 		return
 	}
-	fail(lastErr, 0, started, nil)
+	fail(lastErr)
 }
 
 // params interpolates a step's `with:` and decodes it into typed params,
