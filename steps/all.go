@@ -7,5 +7,9 @@ import "github.com/planrun/planrun/engine"
 func All() *engine.Registry {
 	return engine.NewRegistry(
 		Exec.Type(),
+		PgDump.Type(),
+		PgRestore.Type(),
+		QdrantSnapshot.Type(),
+		QdrantRestore.Type(),
 	)
 }
