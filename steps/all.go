@@ -9,6 +9,8 @@ func All() *engine.Registry {
 		Exec.Type(),
 		PgDump.Type(),
 		PgRestore.Type(),
+		Mongodump.Type(),
+		Mongorestore.Type(),
 		QdrantSnapshot.Type(),
 		QdrantRestore.Type(),
 	)

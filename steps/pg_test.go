@@ -280,7 +280,9 @@ func TestPgRestoreTruncatedArtifactCommitsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := uniqueName("planrun_trunc")
-	t.Cleanup(func() { exec.Command("psql", "-X", "-q", "-d", "postgres", "-c", "DROP DATABASE IF EXISTS "+target).Run() })
+	t.Cleanup(func() {
+		exec.Command("psql", "-X", "-q", "-d", "postgres", "-c", "DROP DATABASE IF EXISTS "+target).Run()
+	})
 	_, err := dbRun(t, PgRestore, dbEnv(t), fmt.Sprintf("database: %s\nrecreate_database: true\nsingle_transaction: true\ninput: %s", target, out))
 	if err == nil || !strings.Contains(err.Error(), "reading input") {
 		t.Fatalf("err = %v", err)
