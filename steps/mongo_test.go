@@ -204,10 +204,7 @@ func TestMongodumpFailureDiscardsArtifact(t *testing.T) {
 	env := dbEnv(t)
 	var streamed int64
 	env.Progress = func(n int64) { streamed = n }
-	_, err := dbRun(t, Mongodump, env, fmt.Sprintf("uri: %s
-db: %s
-mongodump: %s
-output: %s/x.archive.zst", uri, db, wrapper, dir))
+	_, err := dbRun(t, Mongodump, env, fmt.Sprintf("uri: %s\ndb: %s\nmongodump: %s\noutput: %s/x.archive.zst", uri, db, wrapper, dir))
 	if err == nil || !strings.Contains(err.Error(), "mongodump failed") || !strings.Contains(err.Error(), "connection reset") {
 		t.Fatalf("err = %v", err)
 	}
