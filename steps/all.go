@@ -9,6 +9,8 @@ func All() *engine.Registry {
 		Exec.Type(),
 		PgDump.Type(),
 		PgRestore.Type(),
+		HTTPGet.Type(),
+		HTTPPost.Type(),
 		Mongodump.Type(),
 		Mongorestore.Type(),
 		QdrantSnapshot.Type(),
