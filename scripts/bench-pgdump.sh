@@ -95,9 +95,9 @@ med() { jq -r --arg n "$1" '.results[] | select(.command==$n) | .median' "$W/h.j
 f=$(med floor); a=$(med chitlaq); b=$(med pipeline); c=$(med planrun)
 mib() { awk -v b="$1" 'BEGIN {printf "%.0f MiB", b/1048576}'; }
 printf '\npg_dump of %s (%s), median of %s runs, %s cores\n\n' "$DB" "$dbsize" "$RUNS" "$(nproc)"
-printf '| %-38s | %8s | %10s | %14s | %18s |\n' "variant" "median s" "vs planrun" "peak disk" "plaintext on disk"
-printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..40})" "----------" "------------" "----------------" "--------------------"
-row() { printf '| %-38s | %8.2f | %9.2fx | %14s | %18s |\n' "$1" "$2" "$(awk -v x="$2" -v y="$c" 'BEGIN {print x/y}')" "$3" "$4"; }
+printf '| %-44s | %8s | %10s | %14s | %18s |\n' "variant" "median s" "vs planrun" "peak disk" "plaintext on disk"
+printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" "----------" "------------" "----------------" "--------------------"
+row() { printf '| %-44s | %8.2f | %9.2fx | %14s | %18s |\n' "$1" "$2" "$(awk -v x="$2" -v y="$c" 'BEGIN {print x/y}')" "$3" "$4"; }
 row "floor: pg_dump > /dev/null" "$f" "-" "-"
 row "(a) ChitLaq: dump; openssl; rm; gzip" "$a" "$(mib $((plain + enc)))" "$(mib "$plain")"
 row "(b) pg_dump | zstd -T2 -3 | age" "$b" "$(mib "$bsize")" "0"
