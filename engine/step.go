@@ -7,6 +7,7 @@ import (
 	"os"
 	"reflect"
 	"sort"
+	"strings"
 	"sync/atomic"
 
 	"gopkg.in/yaml.v3"
@@ -72,7 +73,7 @@ type Env struct {
 // files and tool configs that must not reach argv.
 func (e *Env) TempDir() (string, error) {
 	if e.tempDir == "" {
-		dir, err := os.MkdirTemp("", "planrun-"+e.StepID+"-")
+		dir, err := os.MkdirTemp("", "planrun-"+strings.ReplaceAll(e.StepID, "/", "_")+"-")
 		if err != nil {
 			return "", fmt.Errorf("temp dir: %w", err)
 		}

@@ -7,8 +7,18 @@ import "github.com/planrun/planrun/engine"
 func All() *engine.Registry {
 	return engine.NewRegistry(
 		Exec.Type(),
-		HealthcheckPing.Type(),
+		// databases and services
+		PgDump.Type(),
+		PgRestore.Type(),
+		Mongodump.Type(),
+		Mongorestore.Type(),
+		QdrantSnapshot.Type(),
+		QdrantRestore.Type(),
+		HTTPGet.Type(),
+		HTTPPost.Type(),
+		// off-site and monitoring
 		Restic.Type(),
 		Rclone.Type(),
+		HealthcheckPing.Type(),
 	)
 }

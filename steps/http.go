@@ -1,0 +1,402 @@
+package steps
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/planrun/planrun/engine"
+	"github.com/planrun/planrun/steps/internal/artifact"
+	"github.com/planrun/planrun/steps/internal/httpx"
+)
+
+// BasicAuth is the basic_auth block of the http steps.
+type BasicAuth struct {
+	User        string `yaml:"user" required:"true" doc:"user name"`
+	Password    string `yaml:"password" secret:"true" doc:"password; prefer password_env"`
+	PasswordEnv string `yaml:"password_env" doc:"name of the environment variable holding the password"`
+}
+
+// HTTPRequest is what http-get and http-post share.
+type HTTPRequest struct {
+	URL                string            `yaml:"url" required:"true" doc:"request URL"`
+	Headers            map[string]string `yaml:"headers" doc:"request headers (not secret; see secret_headers, headers_from_env)"`
+	SecretHeaders      map[string]string `yaml:"secret_headers" secret:"true" doc:"request headers whose values are secrets (redacted everywhere)"`
+	HeadersFromEnv     map[string]string `yaml:"headers_from_env" doc:"header name → environment variable holding its (secret) value, e.g. {Authorization: API_AUTH}"`
+	BasicAuth          *BasicAuth        `yaml:"basic_auth" doc:"HTTP basic authentication"`
+	Timeout            engine.Duration   `yaml:"timeout" default:"10m" doc:"limit for the whole request, body included, per attempt"`
+	Retries            int               `yaml:"retries" default:"3" doc:"retries on connection errors, 429 and 5xx (never on other 4xx)"`
+	ExpectStatus       int               `yaml:"expect_status" doc:"required status code (default: any 2xx)"`
+	ExpectJSON         bool              `yaml:"expect_json" doc:"fail unless the response body is valid JSON"`
+	ExpectBodyContains string            `yaml:"expect_body_contains" doc:"fail unless the response body contains this text"`
+}
+
+func (r *HTTPRequest) validate() error {
+	if r.BasicAuth != nil && r.BasicAuth.Password != "" && r.BasicAuth.PasswordEnv != "" {
+		return errors.New("basic_auth: give password or password_env, not both")
+	}
+	if r.ExpectStatus != 0 && (r.ExpectStatus < 100 || r.ExpectStatus > 599) {
+		return fmt.Errorf("expect_status: %d is not an HTTP status", r.ExpectStatus)
+	}
+	if !strings.Contains(r.URL, "${{") {
+		if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("url: %q is not an http(s) URL", r.URL)
+		}
+	}
+	return nil
+}
+
+// headers resolves all request headers, registering secret values.
+func (r *HTTPRequest) headers(env *engine.Env) (http.Header, error) {
+	h := http.Header{}
+	for k, v := range r.Headers {
+		h.Set(k, v)
+	}
+	for k, v := range r.SecretHeaders {
+		env.Secrets.Add(v)
+		h.Set(k, v)
+	}
+	names := make([]string, 0, len(r.HeadersFromEnv))
+	for k := range r.HeadersFromEnv {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		v, ok := engine.LookupEnv(env.Environ, r.HeadersFromEnv[k])
+		if !ok || v == "" {
+			return nil, fmt.Errorf("headers_from_env: %s (for header %s) is not set", r.HeadersFromEnv[k], k)
+		}
+		env.Secrets.Add(v)
+		h.Set(k, v)
+	}
+	if b := r.BasicAuth; b != nil {
+		pw := b.Password
+		if b.PasswordEnv != "" {
+			v, ok := engine.LookupEnv(env.Environ, b.PasswordEnv)
+			if !ok || v == "" {
+				return nil, fmt.Errorf("basic_auth.password_env: %s is not set", b.PasswordEnv)
+			}
+			pw = v
+		}
+		env.Secrets.Add(pw)
+		req := &http.Request{Header: http.Header{}}
+		req.SetBasicAuth(b.User, pw)
+		env.Secrets.Add(strings.TrimPrefix(req.Header.Get("Authorization"), "Basic "))
+		h.Set("Authorization", req.Header.Get("Authorization"))
+	}
+	env.Secrets.Add(engine.URIPasswords(r.URL)...)
+	return h, nil
+}
+
+// do sends the request with retries, checks the status, and hands the
+// response to handle (which consumes the body) while checks run on it.
+func (r *HTTPRequest) do(ctx context.Context, env *engine.Env, method string, body retryablehttp.ReaderFunc, hdr http.Header, handle func(io.Reader) error) (int, string, error) {
+	if r.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(r.Timeout))
+		defer cancel()
+	}
+	var raw any
+	if body != nil {
+		raw = body
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, method, r.URL, raw)
+	if err != nil {
+		return 0, "", fmt.Errorf("url: %s", env.Secrets.Redact(err.Error()))
+	}
+	req.Header = hdr
+	shown := env.Secrets.Redact(r.URL)
+	client := httpx.New(httpx.Options{Retries: r.Retries, Log: env.Log})
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", fmt.Errorf("%s %s: %s", method, shown, env.Secrets.Redact(err.Error()))
+	}
+	defer resp.Body.Close()
+	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
+	if r.ExpectStatus != 0 {
+		ok = resp.StatusCode == r.ExpectStatus
+	}
+	ctype := resp.Header.Get("Content-Type")
+	if !ok {
+		se := httpx.NewStatusError(resp, shown)
+		se.Body = env.Secrets.Redact(se.Body)
+		if r.ExpectStatus != 0 {
+			return resp.StatusCode, ctype, fmt.Errorf("%w (expected %d)", se, r.ExpectStatus)
+		}
+		return resp.StatusCode, ctype, se
+	}
+	checks := newBodyChecks(r.ExpectJSON, r.ExpectBodyContains)
+	err = handle(io.TeeReader(resp.Body, checks))
+	if err == nil {
+		err = checks.result()
+	} else {
+		checks.result()
+	}
+	if err != nil {
+		return resp.StatusCode, ctype, fmt.Errorf("%s %s: %w", method, shown, err)
+	}
+	return resp.StatusCode, ctype, nil
+}
+
+// bodyChecks validates a streamed body: JSON syntax (in a goroutine fed
+// through a pipe, holding no copy of the body) and a substring match.
+type bodyChecks struct {
+	needle  []byte
+	window  []byte
+	found   bool
+	jsonW   *io.PipeWriter
+	jsonErr chan error
+}
+
+func newBodyChecks(expectJSON bool, contains string) *bodyChecks {
+	c := &bodyChecks{needle: []byte(contains), found: contains == ""}
+	if expectJSON {
+		pr, pw := io.Pipe()
+		c.jsonW, c.jsonErr = pw, make(chan error, 1)
+		go func() {
+			err := validJSON(pr)
+			pr.CloseWithError(errors.New("json check done"))
+			c.jsonErr <- err
+		}()
+	}
+	return c
+}
+
+func validJSON(r io.Reader) error {
+	dec := json.NewDecoder(r)
+	// Decode token by token so a huge body is never held in memory.
+	depth, values := 0, 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			if values == 0 {
+				return errors.New("response body is not JSON: empty")
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("response body is not JSON: %v", err)
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+		if depth == 0 {
+			values++
+			if values > 1 {
+				return errors.New("response body is not JSON: more than one value")
+			}
+		}
+	}
+}
+
+func (c *bodyChecks) Write(p []byte) (int, error) {
+	if !c.found {
+		c.window = append(c.window, p...)
+		if bytes.Contains(c.window, c.needle) {
+			c.found, c.window = true, nil
+		} else if keep := len(c.needle) - 1; len(c.window) > keep {
+			c.window = append(c.window[:0], c.window[len(c.window)-keep:]...)
+		}
+	}
+	if c.jsonW != nil {
+		if _, err := c.jsonW.Write(p); err != nil {
+			c.jsonW = nil // the checker has its verdict; result() reports it
+		}
+	}
+	return len(p), nil
+}
+
+func (c *bodyChecks) result() error {
+	var err error
+	if c.jsonErr != nil {
+		if c.jsonW != nil {
+			c.jsonW.Close()
+		}
+		err = <-c.jsonErr
+		c.jsonErr = nil
+	}
+	if err == nil && !c.found {
+		err = fmt.Errorf("response body does not contain %q", c.needle)
+	}
+	return err
+}
+
+// HTTPGetParams are the params of http-get.
+type HTTPGetParams struct {
+	HTTPRequest `yaml:",inline"`
+	Save        *artifact.WriteOptions `yaml:"save" doc:"write the body into an artifact (output, compress, encrypt, ...); without it the request is a check"`
+}
+
+// Validate checks the request and the save block.
+func (p *HTTPGetParams) Validate() error {
+	if err := p.HTTPRequest.validate(); err != nil {
+		return err
+	}
+	if p.Save != nil {
+		return p.Save.Validate()
+	}
+	return nil
+}
+
+// HTTPGet fetches a URL into an artifact, or checks it.
+var HTTPGet = engine.Def[HTTPGetParams]{
+	Name:    "http-get",
+	Summary: "GET a URL with retries: stream the body into an artifact (e.g. RabbitMQ definitions) or check it (health checks)",
+	Doc: `Retries connection errors, 429 and 5xx with exponential backoff, never
+other 4xx. With save, the body streams through compression and encryption
+into the artifact, and any failure (status, expect_json, expect_body_contains,
+a broken connection) discards it. Without save, the body (first 64 KiB) is an
+output and the checks make it a health check for restore plans.
+Example: RabbitMQ definitions export is GET {mgmt}/api/definitions with
+basic_auth and expect_json.`,
+	Kind: engine.KindBackup,
+	Outputs: append(append([]engine.Output(nil), artifact.StandardOutputs...),
+		engine.Output{Name: "status", Doc: "HTTP status code"},
+		engine.Output{Name: "content_type", Doc: "response Content-Type"},
+		engine.Output{Name: "body", Doc: "response body, first 64 KiB, redacted (only without save)"},
+		engine.Output{Name: "duration_ms", Doc: "time taken, milliseconds"},
+	),
+	Example: "url: http://127.0.0.1:15672/api/definitions\nbasic_auth: {user: admin, password_env: RABBITMQ_PASS}\nexpect_json: true\nsave: {output: /backups/rabbitmq-definitions.json.zst, encrypt: {recipients_file: /etc/planrun/backup.pub}}",
+	Preview: func(env *engine.Env, p *HTTPGetParams) []string {
+		out := []string{"get: " + env.Secrets.Redact(p.URL)}
+		if p.Save != nil {
+			out = append(out, p.Save.Describe())
+		}
+		return out
+	},
+	Run: func(ctx context.Context, env *engine.Env, p *HTTPGetParams) (engine.Outputs, error) {
+		start := time.Now()
+		hdr, err := p.headers(env)
+		if err != nil {
+			return nil, err
+		}
+		out := engine.Outputs{}
+		var w *artifact.Writer
+		status, ctype, err := p.do(ctx, env, http.MethodGet, nil, hdr, func(body io.Reader) error {
+			if p.Save == nil {
+				b, err := io.ReadAll(io.LimitReader(body, 64<<10))
+				out["body"] = env.Secrets.Redact(string(b))
+				if err == nil {
+					_, err = io.Copy(io.Discard, body) // let the checks see all of it
+				}
+				return err
+			}
+			var err error
+			w, err = artifact.Create(ctx, env, *p.Save)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(progressWriter(w, env), body)
+			return err
+		})
+		if w != nil {
+			defer w.Abort()
+		}
+		out["status"], out["content_type"] = status, ctype
+		if err != nil {
+			return out, err
+		}
+		if w != nil {
+			res, err := w.Commit()
+			if err != nil {
+				return out, err
+			}
+			for k, v := range res.Outputs() {
+				out[k] = v
+			}
+		}
+		out["duration_ms"] = time.Since(start).Milliseconds()
+		return out, nil
+	},
+}
+
+// HTTPPostParams are the params of http-post.
+type HTTPPostParams struct {
+	HTTPRequest          `yaml:",inline"`
+	Method               string `yaml:"method" enum:"POST|PUT|PATCH" default:"POST" doc:"request method"`
+	Input                string `yaml:"input" doc:"file (artifact) sent as the body, decrypted and decompressed on the fly; re-opened for each retry"`
+	Body                 string `yaml:"body" doc:"literal body (instead of input)"`
+	ContentType          string `yaml:"content_type" default:"application/json" doc:"Content-Type of the body"`
+	artifact.ReadOptions `yaml:",inline"`
+}
+
+// Validate requires at most one body source.
+func (p *HTTPPostParams) Validate() error {
+	if p.Input != "" && p.Body != "" {
+		return errors.New("give input or body, not both")
+	}
+	return p.HTTPRequest.validate()
+}
+
+// HTTPPost sends a file or a literal body.
+var HTTPPost = engine.Def[HTTPPostParams]{
+	Name:    "http-post",
+	Summary: "POST (or PUT) a file or body with retries, e.g. RabbitMQ definitions import",
+	Doc: `The input artifact is decrypted and decompressed on the fly and
+streamed as the body; every retry re-opens it, so retries send the whole
+body again. Retries: connection errors, 429 and 5xx, never other 4xx.
+Example: RabbitMQ definitions import is POST {mgmt}/api/definitions.`,
+	Kind: engine.KindOther,
+	Outputs: []engine.Output{
+		{Name: "status", Doc: "HTTP status code"},
+		{Name: "content_type", Doc: "response Content-Type"},
+		{Name: "body", Doc: "response body, first 64 KiB, redacted"},
+		{Name: "duration_ms", Doc: "time taken, milliseconds"},
+	},
+	Example: "url: http://127.0.0.1:15672/api/definitions\nbasic_auth: {user: admin, password_env: RABBITMQ_PASS}\ninput: /backups/rabbitmq-definitions.json.zst\nidentity_file: /etc/planrun/restore.key",
+	Preview: func(env *engine.Env, p *HTTPPostParams) []string {
+		src := "body"
+		if p.Input != "" {
+			src = p.Input
+		}
+		return []string{strings.ToLower(p.Method) + ": " + env.Secrets.Redact(p.URL) + " < " + src}
+	},
+	Run: func(ctx context.Context, env *engine.Env, p *HTTPPostParams) (engine.Outputs, error) {
+		start := time.Now()
+		hdr, err := p.headers(env)
+		if err != nil {
+			return nil, err
+		}
+		hdr.Set("Content-Type", p.ContentType)
+		var body retryablehttp.ReaderFunc
+		switch {
+		case p.Input != "":
+			f, err := artifact.Open(p.Input, p.ReadOptions) // fail early and clearly
+			if err != nil {
+				return nil, fmt.Errorf("input: %w", err)
+			}
+			f.Close()
+			body = func() (io.Reader, error) { return artifact.Open(p.Input, p.ReadOptions) }
+		case p.Body != "":
+			body = func() (io.Reader, error) { return strings.NewReader(p.Body), nil }
+		}
+		out := engine.Outputs{}
+		status, ctype, err := p.do(ctx, env, p.Method, body, hdr, func(r io.Reader) error {
+			b, err := io.ReadAll(io.LimitReader(r, 64<<10))
+			out["body"] = env.Secrets.Redact(string(b))
+			if err == nil {
+				_, err = io.Copy(io.Discard, r)
+			}
+			return err
+		})
+		out["status"], out["content_type"] = status, ctype
+		if err != nil {
+			return out, err
+		}
+		out["duration_ms"] = time.Since(start).Milliseconds()
+		return out, nil
+	},
+}

@@ -1,0 +1,138 @@
+package steps
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/planrun/planrun/engine"
+)
+
+// MongoConn is the connection shared by mongodump and mongorestore.
+type MongoConn struct {
+	URI    string `yaml:"uri" secret:"true" doc:"mongodb:// or mongodb+srv:// connection string; passed in a 0600 --config file, never on the command line"`
+	URIEnv string `yaml:"uri_env" doc:"(alternative) name of the environment variable holding the connection string"`
+}
+
+func (c *MongoConn) validate() error {
+	if (c.URI == "") == (c.URIEnv == "") {
+		return errors.New("give exactly one of uri and uri_env")
+	}
+	if c.URI != "" && !strings.Contains(c.URI, "${{") && !strings.HasPrefix(c.URI, "mongodb://") && !strings.HasPrefix(c.URI, "mongodb+srv://") {
+		return errors.New("uri: must start with mongodb:// or mongodb+srv://")
+	}
+	return nil
+}
+
+// mongoConfig writes the tools' --config YAML file (keys uri/password, as
+// mongo-tools' options.ParseConfigFile reads them) 0600 into the private temp
+// dir and registers the URI's password as a secret. The caller removes it.
+func mongoConfig(env *engine.Env, uri string) (string, error) {
+	if u, err := url.Parse(uri); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok {
+			env.Secrets.Add(pw)
+		}
+	}
+	env.Secrets.Add(engine.URIPasswords(uri)...)
+	data, err := yaml.Marshal(map[string]string{"uri": uri})
+	if err != nil {
+		return "", err
+	}
+	dir, err := env.TempDir()
+	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(dir, "mongo-config-*.yaml")
+	if err != nil {
+		return "", err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), f.Close()
+}
+
+// mongoCounter parses the tools' progress lines from stderr as they come:
+// "done dumping db.coll (N documents)" and
+// "finished restoring db.coll (N documents, M failures)".
+type mongoCounter struct {
+	mu       sync.Mutex
+	counts   map[string]int64
+	failures map[string]int64
+	pw       *io.PipeWriter
+	done     chan struct{}
+}
+
+var (
+	dumpedRe   = regexp.MustCompile("done dumping `?([^`\\s]+)`? \\((\\d+) documents?\\)")
+	restoredRe = regexp.MustCompile("finished restoring `?([^`\\s]+)`? \\((\\d+) documents?, (\\d+) failures?\\)")
+)
+
+func newMongoCounter() *mongoCounter {
+	pr, pw := io.Pipe()
+	c := &mongoCounter{counts: map[string]int64{}, failures: map[string]int64{}, pw: pw, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			c.mu.Lock()
+			if m := dumpedRe.FindStringSubmatch(line); m != nil {
+				n, _ := strconv.ParseInt(m[2], 10, 64)
+				c.counts[m[1]] = n
+			} else if m := restoredRe.FindStringSubmatch(line); m != nil {
+				n, _ := strconv.ParseInt(m[2], 10, 64)
+				f, _ := strconv.ParseInt(m[3], 10, 64)
+				c.counts[m[1]] = n
+				c.failures[m[1]] = f
+			}
+			c.mu.Unlock()
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	return c
+}
+
+func (c *mongoCounter) Write(p []byte) (int, error) { return c.pw.Write(p) }
+
+// result stops parsing and returns counts, failures and their totals.
+func (c *mongoCounter) result() (map[string]int64, map[string]int64, int64, int64) {
+	c.pw.Close()
+	<-c.done
+	var n, f int64
+	for _, v := range c.counts {
+		n += v
+	}
+	for _, v := range c.failures {
+		f += v
+	}
+	return c.counts, c.failures, n, f
+}
+
+func mongoURI(env *engine.Env, c *MongoConn) (string, error) {
+	if c.URIEnv != "" {
+		v, ok := engine.LookupEnv(env.Environ, c.URIEnv)
+		if !ok || v == "" {
+			return "", fmt.Errorf("uri_env: %s is not set", c.URIEnv)
+		}
+		return v, nil
+	}
+	return c.URI, nil
+}

@@ -1,0 +1,283 @@
+package steps
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/planrun/planrun/engine"
+	"github.com/planrun/planrun/steps/internal/artifact"
+	"github.com/planrun/planrun/steps/internal/proc"
+)
+
+// PgRestoreParams are the params of pg_restore.
+type PgRestoreParams struct {
+	PGConn               `yaml:",inline"`
+	Input                string   `yaml:"input" required:"true" doc:"artifact written by pg_dump (any compression/encryption planrun reads)"`
+	Format               string   `yaml:"format" enum:"auto|custom|tar|plain" default:"auto" doc:"dump format; auto detects it from the content"`
+	RecreateDatabase     bool     `yaml:"recreate_database" doc:"DROP DATABASE IF EXISTS and CREATE DATABASE the target first (scratch restores for drills)"`
+	Clean                bool     `yaml:"clean" doc:"drop objects before recreating them (pg_restore --clean)"`
+	IfExists             bool     `yaml:"if_exists" doc:"with clean: use DROP ... IF EXISTS"`
+	Create               bool     `yaml:"create" doc:"create the database named in the dump (pg_restore --create); database then names the database to connect to first, e.g. postgres"`
+	SingleTransaction    bool     `yaml:"single_transaction" doc:"restore in one transaction: all or nothing"`
+	Jobs                 int      `yaml:"jobs" doc:"parallel pg_restore jobs (custom format); > 1 needs a seekable file, see the step doc"`
+	NoOwner              bool     `yaml:"no_owner" doc:"do not restore object ownership (--no-owner)"`
+	VerifyCounts         []string `yaml:"verify_counts" doc:"tables whose row counts are read after the restore (output counts)"`
+	DropAfter            bool     `yaml:"drop_after" doc:"drop the target database after verify_counts (drills into a scratch database)"`
+	ExtraArgs            []string `yaml:"extra_args" doc:"more pg_restore (or psql, for plain dumps) options"`
+	PgRestore            string   `yaml:"pg_restore" default:"pg_restore" doc:"pg_restore program"`
+	Psql                 string   `yaml:"psql" default:"psql" doc:"psql program (plain dumps, counts, database creation)"`
+	artifact.ReadOptions `yaml:",inline"`
+}
+
+// Validate checks option combinations pg_restore/psql would reject late.
+func (p *PgRestoreParams) Validate() error {
+	if err := p.PGConn.validate(); err != nil {
+		return err
+	}
+	if p.URI == "" && p.Database == "" {
+		return errors.New("give database (or uri)")
+	}
+	if p.Jobs < 0 {
+		return errors.New("jobs must be >= 0")
+	}
+	if p.Jobs > 1 && p.SingleTransaction {
+		return errors.New("jobs > 1 cannot be combined with single_transaction")
+	}
+	if p.Format == "plain" && (p.Clean || p.IfExists || p.Create || p.Jobs > 1 || p.NoOwner) {
+		return errors.New("plain (SQL) dumps are replayed by psql: clean, if_exists, create, no_owner and jobs do not apply (choose them at pg_dump time)")
+	}
+	if p.IfExists && !p.Clean {
+		return errors.New("if_exists needs clean")
+	}
+	if p.Create && p.RecreateDatabase {
+		return errors.New("give create or recreate_database, not both")
+	}
+	if p.DropAfter && (p.Create || !p.RecreateDatabase) {
+		return errors.New("drop_after is only allowed with recreate_database (a scratch database this step created)")
+	}
+	return rejectArgs("extra_args", p.ExtraArgs, "-f", "--file", "-d", "--dbname", "-W", "--password", "-h", "--host", "-U", "--username")
+}
+
+// PgRestore restores a pg_dump artifact.
+var PgRestore = engine.Def[PgRestoreParams]{
+	Name:    "pg_restore",
+	Summary: "restore a pg_dump artifact with pg_restore (custom/tar) or psql (plain SQL), optionally into a scratch database with row counts",
+	Doc: `The artifact is decrypted and decompressed on the fly and streamed into
+pg_restore's (or, for plain SQL, psql's) stdin. If the artifact turns out
+truncated or tampered with, the restore tool is killed before it sees the end
+of its input (use single_transaction so nothing partial stays).
+jobs > 1 needs a seekable archive: an uncompressed, unencrypted custom dump is
+passed by path; otherwise the plaintext is first spooled into a 0600 file in
+the step's private temp dir (removed afterwards) — plaintext on local disk for
+the duration of the restore, so prefer jobs: 1 where that matters.
+Drills: recreate_database + verify_counts (+ drop_after) restore into a scratch
+database, report row counts and clean up.`,
+	Kind: engine.KindOther,
+	Outputs: []engine.Output{
+		{Name: "database", Doc: "the database restored into"},
+		{Name: "format", Doc: "the dump format restored"},
+		{Name: "counts", Doc: "row count per table listed in verify_counts"},
+		{Name: "duration_ms", Doc: "restore duration in milliseconds"},
+	},
+	Example: "host: 127.0.0.1\nuser: postgres\ndatabase: app_drill\nrecreate_database: true\ninput: /backups/app.dump.zst.age\nidentity_file: /etc/planrun/restore.key\nverify_counts: [public.orders, public.users]",
+	Preview: func(env *engine.Env, p *PgRestoreParams) []string {
+		s := p.PGConn.previewSession(env)
+		out := []string{"read: " + p.Input}
+		if p.RecreateDatabase {
+			out = append(out, "run: "+proc.CommandLine(env.Secrets, p.Psql, "-c", "DROP DATABASE IF EXISTS ... ; CREATE DATABASE ..."))
+		}
+		if p.Format == "plain" {
+			out = append(out, "run: "+proc.CommandLine(env.Secrets, p.Psql, p.psqlArgs(s)...)+" < plaintext")
+		} else {
+			out = append(out, "run: "+proc.CommandLine(env.Secrets, p.PgRestore, p.restoreArgs(s, "")...)+" < plaintext (psql if the dump is plain SQL)")
+		}
+		return out
+	},
+	Run: runPgRestore,
+}
+
+func (p *PgRestoreParams) restoreArgs(s *pgSession, file string) []string {
+	args := []string{"--no-password", "--exit-on-error"}
+	if p.Clean {
+		args = append(args, "--clean")
+	}
+	if p.IfExists {
+		args = append(args, "--if-exists")
+	}
+	if p.Create {
+		args = append(args, "--create")
+	}
+	if p.SingleTransaction {
+		args = append(args, "--single-transaction")
+	}
+	if p.NoOwner {
+		args = append(args, "--no-owner")
+	}
+	if p.Jobs > 1 {
+		args = append(args, "--jobs="+strconv.Itoa(p.Jobs))
+	}
+	args = append(args, p.ExtraArgs...)
+	args = append(args, s.connArgs("")...)
+	if file != "" {
+		args = append(args, file)
+	}
+	return args
+}
+
+func (p *PgRestoreParams) psqlArgs(s *pgSession) []string {
+	args := []string{"-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1"}
+	if p.SingleTransaction {
+		args = append(args, "--single-transaction")
+	}
+	args = append(args, p.ExtraArgs...)
+	return append(args, s.connArgs("")...)
+}
+
+// detectDumpFormat recognises pg_dump's custom ("PGDMP") and tar (ustar
+// magic at offset 257) formats; anything else is taken as plain SQL.
+func detectDumpFormat(head []byte) string {
+	switch {
+	case bytes.HasPrefix(head, []byte("PGDMP")):
+		return "custom"
+	case len(head) >= 262 && string(head[257:262]) == "ustar":
+		return "tar"
+	}
+	return "plain"
+}
+
+func runPgRestore(ctx context.Context, env *engine.Env, p *PgRestoreParams) (engine.Outputs, error) {
+	s, err := p.PGConn.session(env)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	src, err := artifact.Open(p.Input, p.ReadOptions)
+	if err != nil {
+		return nil, fmt.Errorf("input: %w", err)
+	}
+	defer src.Close()
+	br := bufio.NewReaderSize(src, 64<<10)
+	head, _ := br.Peek(512)
+	format := p.Format
+	if format == "auto" {
+		format = detectDumpFormat(head)
+	}
+	if format == "plain" && (p.Clean || p.Create || p.Jobs > 1 || p.NoOwner) {
+		return nil, fmt.Errorf("input %s is a plain SQL dump: clean, create, no_owner and jobs do not apply", p.Input)
+	}
+	target := p.Database
+	if target == "" {
+		target = "(from uri)"
+	}
+	if p.RecreateDatabase {
+		if err := p.recreate(ctx, env, s); err != nil {
+			return nil, err
+		}
+	}
+
+	start := time.Now()
+	switch {
+	case format == "plain":
+		_, err = runFed(ctx, proc.Cmd{Name: p.Psql, Args: p.psqlArgs(s), Env: s.environ, Secrets: env.Secrets}, br)
+	case p.Jobs > 1:
+		err = p.restoreParallel(ctx, env, s, br)
+	default:
+		_, err = runFed(ctx, proc.Cmd{Name: p.PgRestore, Args: p.restoreArgs(s, ""), Env: s.environ, Secrets: env.Secrets}, br)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("restore of %s into %s failed: %w", p.Input, target, err)
+	}
+	out := engine.Outputs{"database": target, "format": format, "duration_ms": time.Since(start).Milliseconds()}
+	counts := map[string]int64{}
+	if len(p.VerifyCounts) > 0 {
+		sqls := make([]string, len(p.VerifyCounts))
+		for i, t := range p.VerifyCounts {
+			sqls[i] = "SELECT count(*) FROM " + quoteIdent(t)
+		}
+		lines, err := s.query(ctx, env, p.Psql, "", sqls...)
+		if err != nil {
+			return out, fmt.Errorf("verify_counts: %w", err)
+		}
+		if len(lines) != len(sqls) {
+			return out, fmt.Errorf("verify_counts: expected %d counts, psql printed %q", len(sqls), lines)
+		}
+		for i, t := range p.VerifyCounts {
+			n, err := strconv.ParseInt(lines[i], 10, 64)
+			if err != nil {
+				return out, fmt.Errorf("verify_counts: %s: %q is not a count", t, lines[i])
+			}
+			counts[t] = n
+		}
+	}
+	out["counts"] = counts
+	if p.DropAfter {
+		if _, err := s.query(ctx, env, p.Psql, "postgres", "DROP DATABASE "+quoteIdent(p.Database)); err != nil {
+			return out, fmt.Errorf("drop_after: %w", err)
+		}
+	}
+	return out, nil
+}
+
+func (p *PgRestoreParams) recreate(ctx context.Context, env *engine.Env, s *pgSession) error {
+	if p.Database == "" {
+		return errors.New("recreate_database needs database (not only uri)")
+	}
+	db := quoteIdent(p.Database)
+	_, err := s.query(ctx, env, p.Psql, "postgres", "DROP DATABASE IF EXISTS "+db, "CREATE DATABASE "+db)
+	if err != nil {
+		return fmt.Errorf("recreate_database %s: %w", p.Database, err)
+	}
+	return nil
+}
+
+// restoreParallel gives pg_restore --jobs a seekable file: the artifact
+// itself when it is a plain custom dump, else a 0600 spool in TempDir.
+func (p *PgRestoreParams) restoreParallel(ctx context.Context, env *engine.Env, s *pgSession, plain io.Reader) error {
+	path := p.Input
+	if raw, err := rawCustomDump(p.Input); err != nil {
+		return err
+	} else if !raw {
+		dir, err := env.TempDir()
+		if err != nil {
+			return err
+		}
+		f, err := os.CreateTemp(dir, "restore-*.dump")
+		if err != nil {
+			return err
+		}
+		path = f.Name()
+		defer os.Remove(path)
+		if err := f.Chmod(0o600); err != nil {
+			f.Close()
+			return err
+		}
+		env.Log.Warn("jobs > 1: spooling the plaintext dump to the private temp dir", "file", path)
+		if _, err := io.Copy(f, plain); err != nil {
+			f.Close()
+			return fmt.Errorf("reading input: %w", err)
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	_, err := proc.Run(ctx, proc.Cmd{Name: p.PgRestore, Args: p.restoreArgs(s, path), Env: s.environ, Secrets: env.Secrets})
+	return err
+}
+
+func rawCustomDump(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	head := make([]byte, 5)
+	n, _ := io.ReadFull(f, head)
+	return n == 5 && string(head) == "PGDMP", nil
+}
