@@ -240,7 +240,11 @@ func TestMongoPasswordNeverInArgv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ents, _ := os.ReadDir(env.TempDir); len(ents) != 0 {
+	dir, err := env.TempDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("--config file left in temp dir: %v", ents)
 	}
 }
