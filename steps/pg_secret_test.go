@@ -152,7 +152,11 @@ func TestPgPasswordNeverInArgv(t *testing.T) {
 	if strings.Contains(fmt.Sprint(res, rres), "S3cret") {
 		t.Errorf("password in outputs: %v %v", res, rres)
 	}
-	for _, e := range []string{env.TempDir, renv.TempDir} {
+	for _, te := range []*engine.Env{env, renv} {
+		e, err := te.TempDir()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if ents, _ := os.ReadDir(e); len(ents) != 0 {
 			t.Errorf("PGPASSFILE left in %s: %v", e, ents)
 		}
