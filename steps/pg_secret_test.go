@@ -3,6 +3,7 @@ package steps
 import (
 	"bytes"
 	"fmt"
+	"github.com/planrun/planrun/engine"
 	"net"
 	"os"
 	"os/exec"
