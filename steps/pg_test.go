@@ -128,7 +128,9 @@ func TestPgDumpRestoreRoundTrip(t *testing.T) {
 			if got := pgChecksum(t, db); got != want {
 				t.Errorf("content checksum after restore %s, want %s", got, want)
 			}
-			if ents, _ := os.ReadDir(env.TempDir); len(ents) != 0 {
+			if dir, err := env.TempDir(); err != nil {
+				t.Fatal(err)
+			} else if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 				t.Errorf("temp dir not cleaned: %v", ents)
 			}
 		})
