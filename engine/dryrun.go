@@ -36,6 +36,13 @@ func DryRun(w io.Writer, p *Plan, scope *Scope) error {
 	for i, s := range p.Steps {
 		sc := scope.exprScope(run, steps)
 		sc["success"] = func() bool { return true }
+		// Files a restore fetches in an earlier step do not exist yet.
+		sc["newest"] = func(pattern string) string {
+			if p, err := newest(pattern); err == nil {
+				return p
+			}
+			return "<newest " + pattern + ">"
+		}
 		out("\nstep %d/%d %s (%s)", i+1, len(p.Steps), s.ID, s.TypeName)
 		placeholders := map[string]any{}
 		for _, o := range s.Type.Outputs {

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -51,6 +52,8 @@ func exprOptions() []expr.Option {
 	for _, f := range statusFuncs {
 		proto[f] = func() bool { return false }
 	}
+	proto["newest"] = newest
+	proto["files"] = files
 	return []expr.Option{
 		expr.Env(proto),
 		expr.Timezone("UTC"),
@@ -314,6 +317,40 @@ func usesStatusFunc(calls []string) bool {
 		}
 	}
 	return false
+}
+
+// files lists the paths matching a glob, sorted by name.
+func files(pattern string) ([]string, error) {
+	m, err := filepath.Glob(pattern)
+	if err != nil {
+		return nil, fmt.Errorf("files(%q): %v", pattern, err)
+	}
+	sort.Strings(m)
+	return m, nil
+}
+
+// newest returns the most recently modified regular file matching a glob
+// (ties: the greatest name) — "the latest backup" in restore plans. It is
+// evaluated when its step runs, so it sees what earlier steps fetched.
+func newest(pattern string) (string, error) {
+	m, err := filepath.Glob(pattern)
+	if err != nil {
+		return "", fmt.Errorf("newest(%q): %v", pattern, err)
+	}
+	best, bestTime := "", time.Time{}
+	for _, p := range m {
+		fi, err := os.Stat(p)
+		if err != nil || !fi.Mode().IsRegular() || strings.HasSuffix(p, ".sha256") {
+			continue
+		}
+		if best == "" || fi.ModTime().After(bestTime) || fi.ModTime().Equal(bestTime) && p > best {
+			best, bestTime = p, fi.ModTime()
+		}
+	}
+	if best == "" {
+		return "", fmt.Errorf("newest(%q): no file matches", pattern)
+	}
+	return best, nil
 }
 
 // toNode converts an expression value into a YAML node for param decoding.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -110,4 +111,29 @@ func TestParseDurationAndSize(t *testing.T) {
 func TestSuggest(t *testing.T) {
 	assert.Equal(t, "command", Suggest("comand", []string{"command", "shell"}))
 	assert.Equal(t, "", Suggest("zzzzzz", []string{"command", "shell"}))
+}
+
+func TestNewestAndFiles(t *testing.T) {
+	dir := t.TempDir()
+	old := time.Now().Add(-time.Hour)
+	for i, name := range []string{"mongo-20260101.zst", "mongo-20260102.zst", "mongo-20260102.zst.sha256", "other.txt"} {
+		p := dir + "/" + name
+		require.NoError(t, os.WriteFile(p, []byte("x"), 0o600))
+		require.NoError(t, os.Chtimes(p, old.Add(time.Duration(i)*time.Minute), old.Add(time.Duration(i)*time.Minute)))
+	}
+	tpl, err := ParseTemplate(`${{ newest("` + dir + `/mongo-*") }}`)
+	require.NoError(t, err)
+	got, err := tpl.Eval(testScope())
+	require.NoError(t, err)
+	assert.Equal(t, dir+"/mongo-20260102.zst", got, "newest skips sidecars")
+	tpl, err = ParseTemplate(`${{ len(files("` + dir + `/*.zst")) }}`)
+	require.NoError(t, err)
+	got, err = tpl.Eval(testScope())
+	require.NoError(t, err)
+	assert.Equal(t, 2, got)
+	tpl, err = ParseTemplate(`${{ newest("` + dir + `/none-*") }}`)
+	require.NoError(t, err)
+	_, err = tpl.Eval(testScope())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "no file matches")
 }

@@ -128,5 +128,6 @@ func (s *Scope) exprScope(run map[string]any, steps map[string]any) map[string]a
 	return map[string]any{
 		"env": s.envAny, "vars": s.Vars, "run": run, "steps": steps,
 		"success": no, "failure": no, "always": func() bool { return true }, "cancelled": no,
+		"newest": newest, "files": files,
 	}
 }

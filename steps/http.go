@@ -263,6 +263,14 @@ output and the checks make it a health check for restore plans.
 Example: RabbitMQ definitions export is GET {mgmt}/api/definitions with
 basic_auth and expect_json.`,
 	Kind: engine.KindBackup,
+	// Only a GET that saves an artifact is a backup; a health check is not,
+	// so its failure does not hold back retention.
+	KindOf: func(p *HTTPGetParams) engine.Kind {
+		if p.Save != nil {
+			return engine.KindBackup
+		}
+		return engine.KindOther
+	},
 	Outputs: append(append([]engine.Output(nil), artifact.StandardOutputs...),
 		engine.Output{Name: "status", Doc: "HTTP status code"},
 		engine.Output{Name: "content_type", Doc: "response Content-Type"},
