@@ -14,7 +14,7 @@ import (
 // password reach restic through its environment, never its argv.
 type ResticParams struct {
 	Command      string `yaml:"command" required:"true" enum:"init|backup|forget|check|snapshots|restore" doc:"restic command; init does nothing when the repository exists"`
-	Repository   string `yaml:"repository" secret:"true" doc:"repository: a path, s3:https://host/bucket/prefix, rclone:remote:path, ...; default RESTIC_REPOSITORY from the environment"`
+	Repository   string `yaml:"repository" doc:"repository: a path, s3:https://host/bucket/prefix, rclone:remote:path, ... (passed as RESTIC_REPOSITORY, never argv; a password in a rest: URL is masked); default RESTIC_REPOSITORY from the environment"`
 	PasswordFile string `yaml:"password_file" doc:"file holding the repository password; default RESTIC_PASSWORD_FILE, RESTIC_PASSWORD or RESTIC_PASSWORD_COMMAND from the environment"`
 	CacheDir     string `yaml:"cache_dir" doc:"restic cache directory (RESTIC_CACHE_DIR), e.g. when $HOME is not writable"`
 	Binary       string `yaml:"binary" default:"restic" doc:"restic program (a name in PATH or a path); 0.14 or newer"`

@@ -47,7 +47,8 @@ func newResticCall(env *engine.Env, p *ResticParams) (*resticCall, error) {
 	if repo == "" {
 		return nil, errors.New("restic: no repository: set the repository param or RESTIC_REPOSITORY")
 	}
-	env.Secrets.Add(repo)
+	// Only credentials inside the repository URL are secret: masking the
+	// whole path would hide it from logs and block it from other steps' argv.
 	env.Secrets.Add(engine.URIPasswords(repo)...)
 	environ = childenv.Set(childenv.Unset(environ, "RESTIC_REPOSITORY_FILE"), "RESTIC_REPOSITORY", repo)
 

@@ -148,7 +148,9 @@ func TestResticEnvNeverPutsSecretsInArgv(t *testing.T) {
 
 	lines := Restic.Preview(env, p)
 	assert.Equal(t, []string{"run: restic backup --json --tag daily /backups/mongo"}, lines)
-	assert.Equal(t, "repo *** here", env.Secrets.Redact("repo "+repo+" here"), "the repository URL is a secret")
+	assert.Equal(t, "repo "+repo+" here", env.Secrets.Redact("repo "+repo+" here"), "a repository without credentials stays readable")
+	env.Secrets.Add(engine.URIPasswords("rest:https://u:Rest-Pw-81@h/")...)
+	assert.Equal(t, "rest:https://u:***@h/", env.Secrets.Redact("rest:https://u:Rest-Pw-81@h/"), "credentials in a rest: URL are masked")
 
 	// s3: keeps AWS_CA_BUNDLE (restic's own S3 client does not use it) and needs a password.
 	env.Environ = []string{"AWS_CA_BUNDLE=/etc/ca.pem"}
