@@ -366,8 +366,13 @@ func (s *Spec) decodeParam(p *Param, v *yaml.Node, field reflect.Value, deferExp
 	}
 	if v.Kind == yaml.ScalarNode && hasExpr(v.Value) {
 		if deferExprs {
-			if p.Kind == KindString {
+			// Keep presence visible to Validate: strings hold the raw
+			// text, lists one raw element; other kinds stay zero.
+			switch p.Kind {
+			case KindString:
 				field.SetString(v.Value)
+			case KindStringList:
+				field.Set(reflect.ValueOf([]string{v.Value}).Convert(field.Type()))
 			}
 			return nil
 		}
