@@ -12,8 +12,10 @@ import (
 type Invocation struct {
 	// Environ is the process environment (os.Environ()).
 	Environ []string
-	// ExtraEnvFiles are --env-file arguments, read after the plan's own.
-	ExtraEnvFiles []string
+	// EnvFiles, when given (--env-file), replace the plan's env_files: the
+	// plan names the production files, an operator or a test points
+	// elsewhere.
+	EnvFiles []string
 	// AllowLoosePerms downgrades the env-file permission check to a warning.
 	AllowLoosePerms bool
 	// Vars are --var name=value overrides (literal strings).
@@ -41,7 +43,11 @@ func Prepare(p *Plan, inv Invocation) (*Scope, error) {
 	s := &Scope{RunID: NewRunID(), Secrets: NewRedactor(), Started: time.Now().UTC()}
 	s.Host, _ = os.Hostname()
 	var fileVars []EnvVar
-	for _, f := range append(append([]string(nil), p.EnvFiles...), inv.ExtraEnvFiles...) {
+	envFiles := p.EnvFiles
+	if len(inv.EnvFiles) > 0 {
+		envFiles = inv.EnvFiles
+	}
+	for _, f := range envFiles {
 		vars, warns, err := LoadEnvFile(f, inv.AllowLoosePerms)
 		if err != nil {
 			return nil, err

@@ -86,7 +86,7 @@ data, the artifact is discarded and the step fails with pg_dump's stderr.`,
 		engine.Output{Name: "duration_ms", Doc: "dump duration in milliseconds"},
 		engine.Output{Name: "format", Doc: "pg_dump format of the artifact"},
 	),
-	Example: "host: db.internal\nuser: backup\npassword_env: PGPASSWORD_PROD\ndatabase: app\nformat: custom\noutput: /backups/app-${{ run.date }}.dump.zst.age\nencrypt: {recipients_file: /etc/planrun/backup.pub}",
+	Example: "host: db.internal\nuser: backup\npassword_env: PGPASSWORD_PROD\ndatabase: app\nformat: custom\noutput: /backups/app-${{ run.started.Format(\"20060102\") }}.dump.zst.age\nencrypt: {recipients_file: /etc/planrun/backup.pub}",
 	Preview: func(env *engine.Env, p *PgDumpParams) []string {
 		s := p.PGConn.previewSession(env)
 		return []string{

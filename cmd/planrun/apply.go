@@ -18,7 +18,7 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("apply", stderr)
 	dryRun := fs.Bool("dry-run", false, "print what would run (resolved params, commands, files); run and record nothing")
 	var envFiles listFlag
-	fs.Var(&envFiles, "env-file", "extra env file, read after the plan's env_files (repeatable)")
+	fs.Var(&envFiles, "env-file", "env file to read instead of the plan's env_files (repeatable)")
 	vars := varsFlag{}
 	fs.Var(vars, "var", "override a plan var: name=value (repeatable)")
 	wait := fs.Bool("wait", false, "wait for another run of the plan to finish instead of exiting 3")
@@ -55,7 +55,7 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 		return engine.ExitInvalid
 	}
 	scope, err := engine.Prepare(plan, engine.Invocation{
-		Environ: os.Environ(), ExtraEnvFiles: envFiles, AllowLoosePerms: *loose, Vars: vars,
+		Environ: os.Environ(), EnvFiles: envFiles, AllowLoosePerms: *loose, Vars: vars,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun: %v\n", err)
