@@ -7,5 +7,14 @@ import "github.com/planrun/planrun/engine"
 func All() *engine.Registry {
 	return engine.NewRegistry(
 		Exec.Type(),
+		Tar.Type(),
+		Untar.Type(),
+		Encrypt.Type(),
+		Decrypt.Type(),
+		Compress.Type(),
+		Decompress.Type(),
+		Verify.Type(),
+		Prune.Type(),
+		DiskCheck.Type(),
 	)
 }
