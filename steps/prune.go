@@ -46,11 +46,11 @@ func (p *PruneParams) Validate() error {
 	if p.MaxAge < 0 {
 		return errors.New("max_age must be positive")
 	}
-	if p.policy().Empty() && !strings.Contains(p.Pattern, "${{") {
-		return errors.New("give at least one of keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, max_age")
-	}
 	return nil
 }
+
+// errNoRule is checked when the values are known (counts may come from ${{ }}).
+var errNoRule = errors.New("prune: give at least one of keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, max_age")
 
 func (p *PruneParams) policy() retention.Policy {
 	return retention.Policy{Last: p.KeepLast, Hourly: p.KeepHourly, Daily: p.KeepDaily, Weekly: p.KeepWeekly,
@@ -62,6 +62,9 @@ var pruneNow = time.Now
 
 // plan lists the artifacts and decides; it only reads the directory.
 func (p *PruneParams) plan() ([]retention.Decision, error) {
+	if p.policy().Empty() {
+		return nil, errNoRule
+	}
 	entries, err := os.ReadDir(p.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("prune: %w", err)

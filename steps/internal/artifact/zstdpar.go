@@ -44,7 +44,7 @@ type zjob struct {
 func newParallelZstd(out io.Writer, level int) (*parallelZstd, error) {
 	workers := runtime.GOMAXPROCS(0)
 	lvl := zstd.EncoderLevelFromZstd(level)
-	jobs := workers + 2 // one filling, one being written, the rest compressing
+	jobs := workers + 1 // one filling (or being written), the rest compressing
 	z := &parallelZstd{
 		out: out, level: lvl,
 		free:  make(chan *zjob, jobs),
@@ -129,7 +129,10 @@ func (z *parallelZstd) Write(p []byte) (int, error) {
 		if z.cur == nil {
 			z.cur = <-z.free
 			if cap(z.cur.in) < zstdChunk {
+				// Allocated once per job: EncodeAll growing out by
+				// doubling would leave garbage that inflates the heap.
 				z.cur.in = make([]byte, 0, zstdChunk)
+				z.cur.out = make([]byte, 0, zstdChunk+zstdChunk/128+1<<10)
 			}
 		}
 		room := zstdChunk - len(z.cur.in)
