@@ -130,6 +130,9 @@ func (x *extractor) entry(hdr *tar.Header, name string, tr io.Reader, buf []byte
 			return err
 		}
 		if fi, err := x.root.Lstat(name); err != nil || !fi.IsDir() {
+			if fi != nil && fi.Mode()&fs.ModeSymlink != 0 {
+				return fmt.Errorf("%s is a symlink, not a directory; refusing to extract through it", name)
+			}
 			return fmt.Errorf("%s exists and is not a directory", name)
 		}
 		x.dirs = append(x.dirs, dirMeta{name: name, hdr: hdr, depth: strings.Count(name, "/")})
