@@ -57,7 +57,7 @@ var Verify = engine.Def[VerifyParams]{
 			}
 			if err != nil {
 				failed++
-				line = fmt.Sprintf("FAILED %s: %v", f, err)
+				line = fmt.Sprintf("FAILED %s: %s", f, strings.TrimPrefix(err.Error(), f+": "))
 				env.Log.Error("verify failed", "file", f, "error", err.Error())
 			} else {
 				env.Log.Info("verified", "file", f, "detail", line)
