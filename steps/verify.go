@@ -109,7 +109,7 @@ func verifyOne(ctx context.Context, env *engine.Env, path string, p *VerifyParam
 	if enc && !haveKey {
 		mode = artifact.Raw
 	}
-	r, err := artifact.OpenWith(ctx, env, path, p.ReadOptions, mode)
+	r, err := artifact.OpenWith(ctx, env, path, p.ReadOptions, mode|artifact.HashRaw)
 	if err != nil {
 		return "", 0, err
 	}

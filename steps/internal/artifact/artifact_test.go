@@ -368,7 +368,7 @@ func TestOpenWithHashesAndDetectsLayers(t *testing.T) {
 	data := sample(t, 3<<20)
 	res := write(t, env, WriteOptions{Output: filepath.Join(t.TempDir(), "v.zst.age"), Compress: "zstd",
 		Encrypt: &EncryptSpec{RecipientsFile: filepath.Join(keyDir, "demo.agepub")}}, data)
-	r, err := OpenWith(context.Background(), env, res.Path, ReadOptions{IdentityFile: filepath.Join(keyDir, "demo.agekey")}, Plain)
+	r, err := OpenWith(context.Background(), env, res.Path, ReadOptions{IdentityFile: filepath.Join(keyDir, "demo.agekey")}, Plain|HashRaw)
 	if err != nil {
 		t.Fatal(err)
 	}

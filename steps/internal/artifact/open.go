@@ -52,8 +52,11 @@ const (
 	Plain OpenMode = iota
 	// DecryptOnly removes the age layer but keeps the compression.
 	DecryptOnly
-	// Raw returns the bytes on disk (the sha256 is still computed).
+	// Raw returns the bytes on disk.
 	Raw
+	// HashRaw (or-ed into a mode) computes the sha256 of the raw file
+	// while reading, for SHA256.
+	HashRaw OpenMode = 1 << 4
 )
 
 // OpenWith opens an artifact for streaming with cancellation, progress,
@@ -74,7 +77,11 @@ func OpenWith(ctx context.Context, env *engine.Env, path string, opts ReadOption
 	if env != nil {
 		r.stats = env.Stats
 	}
-	r.raw = &hashingReader{r: f, h: sha256.New()}
+	r.raw = &hashingReader{r: f}
+	if mode&HashRaw != 0 {
+		r.raw.h = sha256.New()
+		mode &^= HashRaw
+	}
 	br := bufio.NewReaderSize(r.raw, 256<<10)
 	head, _ := br.Peek(len(armorMagic))
 	r.Layers.Encrypted = bytes.HasPrefix(head, ageMagic) || bytes.HasPrefix(head, armorMagic)
@@ -149,8 +156,14 @@ func (r *Reader) Drain() (int64, error) {
 	return io.Copy(io.Discard, r.raw)
 }
 
-// SHA256 is the hex sha256 of the raw bytes read so far (call Drain first).
-func (r *Reader) SHA256() string { return hex.EncodeToString(r.raw.h.Sum(nil)) }
+// SHA256 is the hex sha256 of the raw bytes read so far (call Drain
+// first); empty unless opened with HashRaw.
+func (r *Reader) SHA256() string {
+	if r.raw.h == nil {
+		return ""
+	}
+	return hex.EncodeToString(r.raw.h.Sum(nil))
+}
 
 // RawBytes is the number of raw bytes read so far.
 func (r *Reader) RawBytes() int64 { return r.raw.n }
@@ -163,7 +176,9 @@ type hashingReader struct {
 
 func (h *hashingReader) Read(p []byte) (int, error) {
 	n, err := h.r.Read(p)
-	h.h.Write(p[:n])
+	if h.h != nil {
+		h.h.Write(p[:n])
+	}
 	h.n += int64(n)
 	return n, err
 }

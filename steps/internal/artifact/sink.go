@@ -3,52 +3,88 @@ package artifact
 import (
 	"errors"
 	"hash"
-	"io"
+	"os"
 	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // sinkBuf is the size of the blocks handed to the file: large enough that
 // small writes (tar headers) never become one syscall each.
 const sinkBuf = 1 << 20
 
-// sink is the end of the chain: it batches writes into large blocks and
-// hashes and writes them on its own goroutine, so the sha256 and the disk
-// writes overlap with compression or encryption instead of adding to them.
+// writebackEvery is how often the file's new pages are handed to the disk
+// (sync_file_range, asynchronous), so the fsync at commit waits for the
+// tail only instead of the whole artifact.
+const writebackEvery = 8 << 20
+
+// sink is the end of the chain: it batches writes into large blocks, then
+// one goroutine hashes them and another writes them, so the sha256 and the
+// disk writes overlap with compression or encryption instead of adding to them.
 type sink struct {
-	file  io.Writer
-	hash  hash.Hash
-	cur   []byte
-	free  chan []byte
-	full  chan []byte
-	done  chan struct{}
-	n     int64 // bytes on disk, valid after close
-	mu    sync.Mutex
-	err   error
-	close bool
+	file    *os.File
+	hash    hash.Hash
+	cur     *block
+	free    chan *block
+	toHash  chan *block
+	toWrite chan *block
+	wg      sync.WaitGroup
+	n       int64 // bytes on disk, valid after Close
+	mu      sync.Mutex
+	err     error
+	closed  bool
 }
 
-func newSink(file io.Writer, h hash.Hash) *sink {
-	const bufs = 3
-	s := &sink{file: file, hash: h, free: make(chan []byte, bufs), full: make(chan []byte, bufs), done: make(chan struct{})}
-	for i := 0; i < bufs; i++ {
-		s.free <- nil // allocated lazily: tiny artifacts stay tiny
+type block struct {
+	b    []byte
+	refs atomic.Int32 // consumers still using b
+}
+
+func newSink(file *os.File, h hash.Hash) *sink {
+	const blocks = 4
+	s := &sink{file: file, hash: h, free: make(chan *block, blocks),
+		toHash: make(chan *block, blocks), toWrite: make(chan *block, blocks)}
+	for i := 0; i < blocks; i++ {
+		s.free <- &block{} // allocated lazily: tiny artifacts stay tiny
 	}
-	go s.loop()
+	s.wg.Add(2)
+	go s.hashLoop()
+	go s.writeLoop()
 	return s
 }
 
-func (s *sink) loop() {
-	defer close(s.done)
-	for b := range s.full {
+func (s *sink) release(b *block) {
+	if b.refs.Add(-1) == 0 {
+		b.b = b.b[:0]
+		s.free <- b
+	}
+}
+
+func (s *sink) hashLoop() {
+	defer s.wg.Done()
+	for b := range s.toHash {
+		s.hash.Write(b.b)
+		s.release(b)
+	}
+}
+
+func (s *sink) writeLoop() {
+	defer s.wg.Done()
+	var flushed int64
+	for b := range s.toWrite {
 		if s.failed() == nil {
-			s.hash.Write(b)
-			n, err := s.file.Write(b)
+			n, err := s.file.Write(b.b)
 			s.n += int64(n)
 			if err != nil {
 				s.setErr(err)
+			} else if s.n-flushed >= writebackEvery {
+				// Best effort: an error here shows up again at fsync.
+				_ = unix.SyncFileRange(int(s.file.Fd()), flushed, s.n-flushed, unix.SYNC_FILE_RANGE_WRITE)
+				flushed = s.n
 			}
 		}
-		s.free <- b[:0]
+		s.release(b)
 	}
 }
 
@@ -67,7 +103,7 @@ func (s *sink) failed() error {
 }
 
 func (s *sink) Write(p []byte) (int, error) {
-	if s.close {
+	if s.closed {
 		return 0, errors.New("write after close")
 	}
 	n := 0
@@ -77,33 +113,40 @@ func (s *sink) Write(p []byte) (int, error) {
 		}
 		if s.cur == nil {
 			s.cur = <-s.free
-			if s.cur == nil {
-				s.cur = make([]byte, 0, sinkBuf)
+			if s.cur.b == nil {
+				s.cur.b = make([]byte, 0, sinkBuf)
 			}
 		}
-		k := min(sinkBuf-len(s.cur), len(p))
-		s.cur = append(s.cur, p[:k]...)
+		k := min(sinkBuf-len(s.cur.b), len(p))
+		s.cur.b = append(s.cur.b, p[:k]...)
 		p, n = p[k:], n+k
-		if len(s.cur) == sinkBuf {
-			s.full <- s.cur
-			s.cur = nil
+		if len(s.cur.b) == sinkBuf {
+			s.send()
 		}
 	}
 	return n, s.failed()
 }
 
-// Close flushes and waits for the writer goroutine; it returns the first
-// write error. Safe to call twice.
+func (s *sink) send() {
+	b := s.cur
+	s.cur = nil
+	b.refs.Store(2)
+	s.toHash <- b
+	s.toWrite <- b
+}
+
+// Close flushes and waits for both goroutines; it returns the first write
+// error. Safe to call twice.
 func (s *sink) Close() error {
-	if s.close {
+	if s.closed {
 		return s.failed()
 	}
-	s.close = true
-	if len(s.cur) > 0 {
-		s.full <- s.cur
-		s.cur = nil
+	s.closed = true
+	if s.cur != nil && len(s.cur.b) > 0 {
+		s.send()
 	}
-	close(s.full)
-	<-s.done
+	close(s.toHash)
+	close(s.toWrite)
+	s.wg.Wait()
 	return s.failed()
 }
