@@ -55,6 +55,9 @@ var Untar = engine.Def[UntarParams]{
 		if _, err := io.Copy(io.Discard, r); err != nil {
 			return nil, fmt.Errorf("untar %s: after the archive: %w", p.Input, err)
 		}
+		if env.Stats != nil {
+			env.Stats.BytesOut.Add(st.Bytes)
+		}
 		return engine.Outputs{"target": p.Target, "files": st.Files, "bytes": st.Bytes}, nil
 	},
 }

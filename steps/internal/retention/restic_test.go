@@ -44,6 +44,16 @@ func goldenTimes() []time.Time {
 // resticKeeps runs the real restic: one snapshot per time, then
 // `forget --dry-run --json` with the policy; it returns the kept times.
 func resticKeeps(t *testing.T, times []time.Time, args ...string) map[string]bool {
+	return resticForget(t, resticRepo(t, times), args)
+}
+
+type resticEnv struct {
+	bin string
+	env []string
+}
+
+// resticRepo makes a repository with one snapshot per time.
+func resticRepo(t *testing.T, times []time.Time) resticEnv {
 	t.Helper()
 	restic := testenv.RequireTool(t, "restic")
 	dir := t.TempDir()
@@ -83,7 +93,19 @@ func resticKeeps(t *testing.T, times []time.Time, args ...string) map[string]boo
 		}()
 	}
 	wg.Wait()
-	out := run(append([]string{"forget", "--dry-run", "--json", "-q"}, args...)...)
+	return resticEnv{bin: restic, env: env}
+}
+
+// resticForget asks restic which snapshots a policy keeps (dry run: the
+// repository is unchanged, so one repository serves several policies).
+func resticForget(t *testing.T, r resticEnv, args []string) map[string]bool {
+	t.Helper()
+	cmd := exec.Command(r.bin, append([]string{"forget", "--dry-run", "--json", "-q"}, args...)...)
+	cmd.Env = r.env
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("restic forget %v: %v", args, err)
+	}
 	var groups []struct {
 		Keep []struct {
 			Time time.Time `json:"time"`
@@ -212,9 +234,10 @@ func TestApplyMatchesLiveRestic(t *testing.T) {
 		{[]string{"--keep-last", "3", "--keep-hourly", "5", "--keep-weekly", "2", "--keep-yearly", "1"}, Policy{Last: 3, Hourly: 5, Weekly: 2, Yearly: 1}},
 		{[]string{"--keep-daily", "10", "--keep-monthly", "2"}, Policy{Daily: 10, Monthly: 2}},
 	}
+	repo := resticRepo(t, times)
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
-			diffKeeps(t, resticKeeps(t, times, c.args...), ourKeeps(times, c.p))
+			diffKeeps(t, resticForget(t, repo, c.args), ourKeeps(times, c.p))
 		})
 	}
 }
