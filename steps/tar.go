@@ -61,7 +61,8 @@ var Tar = engine.Def[TarParams]{
 			return nil, err
 		}
 		defer w.Abort()
-		opts := tarball.CreateOptions{Paths: p.Paths, Exclude: p.Exclude, FollowSymlinks: p.FollowSymlinks}
+		opts := tarball.CreateOptions{Paths: p.Paths, Exclude: p.Exclude, FollowSymlinks: p.FollowSymlinks,
+			Skip: []string{w.TempPath()}}
 		if p.OnUnreadable == "warn" {
 			opts.Unreadable = func(path string, err error) error {
 				env.Log.Warn("skipping unreadable file", "path", path, "error", err.Error())

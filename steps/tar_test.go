@@ -194,3 +194,13 @@ func TestTarStepRefusesOverwriteAndMissingPath(t *testing.T) {
 	}
 	assertOnly(t, filepath.Dir(out2))
 }
+
+func TestTarStepDoesNotArchiveItself(t *testing.T) {
+	src := tree(t, 1<<20)
+	out := filepath.Join(src, "backups", "self.tar.zst")
+	mustRun(t, "tar", fmt.Sprintf("{paths: [%s], output: %s}", src, out))
+	list := shell(t, "zstd -d -c "+out+" | tar -tf -", "zstd", "tar")
+	if strings.Contains(list, "self.tar.zst") || !strings.Contains(list, "etc/app/app.conf") {
+		t.Fatalf("listing:\n%s", list)
+	}
+}

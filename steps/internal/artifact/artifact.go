@@ -173,6 +173,9 @@ func Create(ctx context.Context, env *engine.Env, opts WriteOptions) (*Writer, e
 	// Resolve recipients before creating anything: a bad key leaves no trace.
 	var recips []age.Recipient
 	if opts.Encrypt != nil {
+		if env != nil {
+			WarnLoosePermissions(env.Log, opts.Encrypt.PassphraseFile)
+		}
 		var err error
 		if recips, err = recipients(opts.Encrypt); err != nil {
 			return nil, err
@@ -241,6 +244,10 @@ func Create(ctx context.Context, env *engine.Env, opts WriteOptions) (*Writer, e
 
 // Path is the final name the artifact will have.
 func (w *Writer) Path() string { return w.opts.Output }
+
+// TempPath is the temporary file being written (a tar of the output's own
+// directory must not archive it).
+func (w *Writer) TempPath() string { return w.tmpName }
 
 // Write streams p into the artifact. It fails once ctx is cancelled.
 func (w *Writer) Write(p []byte) (int, error) {

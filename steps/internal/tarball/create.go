@@ -27,6 +27,9 @@ type CreateOptions struct {
 	// return nil to skip it (after warning), or an error to stop. nil
 	// means every unreadable file is an error.
 	Unreadable func(path string, err error) error
+	// Skip lists files never to archive: the archive being written, when
+	// it lies inside one of the paths (GNU tar: "file is the archive").
+	Skip []string
 }
 
 // Stats counts what an archive holds.
@@ -48,6 +51,11 @@ func Create(ctx context.Context, w io.Writer, opts CreateOptions) (Stats, error)
 	}
 	c := &creator{ctx: ctx, tw: tar.NewWriter(w), opts: opts, ex: m,
 		links: map[fileID]string{}, buf: make([]byte, 1<<20)}
+	for _, p := range opts.Skip {
+		if fi, err := os.Stat(p); err == nil {
+			c.skip = append(c.skip, fi)
+		}
+	}
 	for _, p := range opts.Paths {
 		if p == "" {
 			return c.st, errors.New("empty path in paths")
@@ -90,6 +98,7 @@ type creator struct {
 	links map[fileID]string
 	buf   []byte
 	st    Stats
+	skip  []fs.FileInfo
 }
 
 func (c *creator) stat(p string) (fs.FileInfo, error) {
@@ -116,6 +125,11 @@ func (c *creator) add(p, name string, fi fs.FileInfo) error {
 	}
 	if name != "." && c.ex.Match(p, name) {
 		return nil
+	}
+	for _, s := range c.skip {
+		if os.SameFile(s, fi) {
+			return nil
+		}
 	}
 	mode := fi.Mode()
 	if mode&fs.ModeSocket != 0 {
