@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 
@@ -24,7 +25,15 @@ import (
 	"github.com/planrun/planrun/steps"
 )
 
+// memoryLimit is the soft heap limit planrun processes run with (the CLI
+// should set the same): streaming buffers are ~30 MiB, and without a limit
+// the GC lets garbage from per-file allocations double the heap first.
+const memoryLimit = 40 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	if len(os.Args) != 3 {
 		fmt.Fprintln(os.Stderr, "usage: steprun TYPE 'WITH-YAML'")
 		os.Exit(2)

@@ -79,8 +79,17 @@ func (s *sink) writeLoop() {
 			if err != nil {
 				s.setErr(err)
 			} else if s.n-flushed >= writebackEvery {
-				// Best effort: an error here shows up again at fsync.
-				_ = unix.SyncFileRange(int(s.file.Fd()), flushed, s.n-flushed, unix.SYNC_FILE_RANGE_WRITE)
+				// Start writing the new range back, then wait for the ranges
+				// started before: dirty pages stay few, the disk streams
+				// while we compute, and the commit's fsync only has the tail
+				// left. (Letting the page cache fill up instead measured
+				// 2x slower: the kernel throttles the writer in bursts.)
+				// Errors are best effort here; fsync reports them.
+				fd := int(s.file.Fd())
+				_ = unix.SyncFileRange(fd, flushed, s.n-flushed, unix.SYNC_FILE_RANGE_WRITE)
+				if flushed > 0 {
+					_ = unix.SyncFileRange(fd, 0, flushed, unix.SYNC_FILE_RANGE_WAIT_BEFORE)
+				}
 				flushed = s.n
 			}
 		}
