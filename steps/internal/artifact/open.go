@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/planrun/planrun/engine"
 )
@@ -131,9 +132,9 @@ func (r *Reader) Read(p []byte) (int, error) {
 	if err := r.ctx.Err(); err != nil {
 		return 0, err
 	}
-	before := r.raw.n
+	before := r.raw.n.Load()
 	n, err := r.plain.Read(p)
-	if d := r.raw.n - before; d > 0 {
+	if d := r.raw.n.Load() - before; d > 0 {
 		r.prog.add(int(d))
 		if r.stats != nil {
 			r.stats.BytesIn.Add(d)
@@ -166,12 +167,14 @@ func (r *Reader) SHA256() string {
 }
 
 // RawBytes is the number of raw bytes read so far.
-func (r *Reader) RawBytes() int64 { return r.raw.n }
+func (r *Reader) RawBytes() int64 { return r.raw.n.Load() }
 
+// hashingReader counts (and optionally hashes) the raw bytes. The zstd
+// decoder reads it from its own goroutine, so the count is atomic.
 type hashingReader struct {
 	r io.Reader
 	h hash.Hash
-	n int64
+	n atomic.Int64
 }
 
 func (h *hashingReader) Read(p []byte) (int, error) {
@@ -179,7 +182,7 @@ func (h *hashingReader) Read(p []byte) (int, error) {
 	if h.h != nil {
 		h.h.Write(p[:n])
 	}
-	h.n += int64(n)
+	h.n.Add(int64(n))
 	return n, err
 }
 

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // CreateOptions controls what goes into an archive.
@@ -147,6 +148,10 @@ func (c *creator) add(p, name string, fi fs.FileInfo) error {
 		return fmt.Errorf("%s: %w", p, err)
 	}
 	hdr.Name = name
+	// USTAR keeps whole seconds and archive/tar would round to the nearest
+	// one, which can put an mtime in the future; truncate like GNU tar.
+	hdr.ModTime = hdr.ModTime.Truncate(time.Second)
+	hdr.AccessTime, hdr.ChangeTime = time.Time{}, time.Time{}
 	if fi.IsDir() {
 		hdr.Name = strings.TrimSuffix(name, "/") + "/"
 	}
