@@ -234,7 +234,9 @@ func (w *world) psql(db, sql string) string {
 
 func (w *world) seedPostgres() {
 	w.psql("postgres", "CREATE DATABASE "+w.pgDB)
-	w.t.Cleanup(func() { _ = exec.Command("psql", "-X", "-q", "-d", "postgres", "-c", "DROP DATABASE IF EXISTS "+w.pgDB+" WITH (FORCE)").Run() })
+	w.t.Cleanup(func() {
+		_ = exec.Command("psql", "-X", "-q", "-d", "postgres", "-c", "DROP DATABASE IF EXISTS "+w.pgDB+" WITH (FORCE)").Run()
+	})
 	w.psql(w.pgDB, `
 CREATE TABLE users (id int PRIMARY KEY, name text NOT NULL, joined timestamptz NOT NULL);
 CREATE TABLE posts (id int PRIMARY KEY, user_id int REFERENCES users(id), body text);

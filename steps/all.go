@@ -7,6 +7,16 @@ import "github.com/planrun/planrun/engine"
 func All() *engine.Registry {
 	return engine.NewRegistry(
 		Exec.Type(),
+		// files and artifacts
+		Tar.Type(),
+		Untar.Type(),
+		Encrypt.Type(),
+		Decrypt.Type(),
+		Compress.Type(),
+		Decompress.Type(),
+		Verify.Type(),
+		Prune.Type(),
+		DiskCheck.Type(),
 		// databases and services
 		PgDump.Type(),
 		PgRestore.Type(),

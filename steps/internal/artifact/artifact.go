@@ -11,14 +11,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"time"
 
 	"filippo.io/age"
-	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 
 	"github.com/planrun/planrun/engine"
@@ -80,23 +81,35 @@ type ReadOptions struct {
 	PassphraseFile string `yaml:"passphrase_file" doc:"file whose first line is the passphrase of a passphrase-encrypted artifact"`
 }
 
-// Describe renders what a writer would produce, for dry-run output.
+// Describe renders what a writer would produce, for dry-run output
+// ("write: " + Describe()).
 func (o WriteOptions) Describe() string {
-	parts := []string{o.Compress}
+	comp := o.Compress
+	if comp == "" {
+		comp = "zstd"
+	}
+	if o.Level != 0 && comp != "none" {
+		comp += fmt.Sprintf(" level %d", o.Level)
+	}
+	parts := []string{comp}
 	if o.Encrypt != nil {
 		switch {
 		case o.Encrypt.PassphraseFile != "":
 			parts = append(parts, "age passphrase from "+o.Encrypt.PassphraseFile)
+		case len(o.Encrypt.Recipients) == 0:
+			parts = append(parts, "age to recipients in "+o.Encrypt.RecipientsFile)
 		default:
-			n := len(o.Encrypt.Recipients)
-			desc := fmt.Sprintf("age to %d recipient(s)", n)
+			desc := fmt.Sprintf("age to %d recipient(s)", len(o.Encrypt.Recipients))
 			if o.Encrypt.RecipientsFile != "" {
 				desc += " + " + o.Encrypt.RecipientsFile
 			}
 			parts = append(parts, desc)
 		}
 	}
-	return fmt.Sprintf("write %s (%s; + %s.sha256)", o.Output, strings.Join(parts, ", "), filepath.Base(o.Output))
+	if o.Overwrite {
+		parts = append(parts, "overwrite")
+	}
+	return fmt.Sprintf("%s (%s; + %s.sha256)", o.Output, strings.Join(parts, ", "), filepath.Base(o.Output))
 }
 
 // Result describes a committed artifact.
@@ -122,21 +135,27 @@ var StandardOutputs = []engine.Output{
 
 // Writer streams data into a new artifact. Call Commit to publish it or
 // Abort to discard it; Abort after Commit is a no-op, so `defer w.Abort()`.
+// A Writer is not safe for concurrent use.
 type Writer struct {
 	opts    WriteOptions
 	tmp     *os.File
 	tmpName string
-	hash    hash.Hash
-	counted *countWriter // counts bytes on disk
-	chain   []io.WriteCloser
+	sink    *sink
+	enc     io.WriteCloser // age, or nil
+	comp    io.WriteCloser // compressor, or nil
+	pz      *parallelZstd  // the compressor when it is parallel zstd
 	head    io.Writer
 	in      int64
 	stats   *engine.Stats
+	prog    *progress
+	log     *slog.Logger
+	start   time.Time
 	done    bool
 	ctx     context.Context
 }
 
-// Create opens a temporary file next to opts.Output and builds the chain.
+// Create opens a temporary file next to opts.Output and builds the chain
+// stream → compression → encryption → (sha256 + file).
 func Create(ctx context.Context, env *engine.Env, opts WriteOptions) (*Writer, error) {
 	final := opts.Output
 	if final == "" {
@@ -144,41 +163,47 @@ func Create(ctx context.Context, env *engine.Env, opts WriteOptions) (*Writer, e
 	}
 	dir := filepath.Dir(final)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("artifact: %w", err)
+		return nil, fmt.Errorf("artifact %s: %w", final, err)
 	}
 	if !opts.Overwrite {
 		if _, err := os.Lstat(final); err == nil {
 			return nil, fmt.Errorf("artifact %s already exists (set overwrite: true to replace it)", final)
 		}
 	}
+	// Resolve recipients before creating anything: a bad key leaves no trace.
+	var recips []age.Recipient
+	if opts.Encrypt != nil {
+		if env != nil {
+			WarnLoosePermissions(env.Log, opts.Encrypt.PassphraseFile)
+		}
+		var err error
+		if recips, err = recipients(opts.Encrypt); err != nil {
+			return nil, err
+		}
+	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(final)+".tmp-*")
 	if err != nil {
-		return nil, fmt.Errorf("artifact: %w", err)
+		return nil, fmt.Errorf("artifact %s: %w", final, err)
 	}
 	if err := tmp.Chmod(0o600); err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())
-		return nil, fmt.Errorf("artifact: %w", err)
+		return nil, fmt.Errorf("artifact %s: %w", final, err)
 	}
-	w := &Writer{opts: opts, tmp: tmp, tmpName: tmp.Name(), hash: sha256.New(), ctx: ctx}
+	w := &Writer{opts: opts, tmp: tmp, tmpName: tmp.Name(), ctx: ctx, start: time.Now()}
+	w.sink = newSink(tmp, sha256.New())
 	if env != nil {
-		w.stats = env.Stats
+		w.stats, w.log = env.Stats, env.Log
 	}
-	w.counted = &countWriter{w: io.MultiWriter(tmp, w.hash)}
-	var sink io.Writer = w.counted
-	if opts.Encrypt != nil {
-		recips, err := recipients(opts.Encrypt)
+	w.prog = newProgress(env, final)
+	var out io.Writer = w.sink
+	if recips != nil {
+		ew, err := age.Encrypt(out, recips...)
 		if err != nil {
 			w.Abort()
-			return nil, err
+			return nil, fmt.Errorf("artifact %s: age: %w", final, err)
 		}
-		ew, err := age.Encrypt(sink, recips...)
-		if err != nil {
-			w.Abort()
-			return nil, fmt.Errorf("artifact: age: %w", err)
-		}
-		w.chain = append(w.chain, ew)
-		sink = ew
+		w.enc, out = ew, ew
 	}
 	switch opts.Compress {
 	case "", "zstd":
@@ -186,33 +211,43 @@ func Create(ctx context.Context, env *engine.Env, opts WriteOptions) (*Writer, e
 		if level == 0 {
 			level = 3
 		}
-		zw, err := zstd.NewWriter(sink, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)))
+		pz, err := newParallelZstd(out, level)
 		if err != nil {
 			w.Abort()
-			return nil, fmt.Errorf("artifact: zstd: %w", err)
+			return nil, fmt.Errorf("artifact %s: %w", final, err)
 		}
-		w.chain = append(w.chain, zw)
-		sink = zw
+		w.pz, w.comp, out = pz, pz, pz
 	case "gzip":
 		level := opts.Level
 		if level == 0 {
 			level = 6
 		}
-		gw, err := pgzip.NewWriterLevel(sink, level)
+		gw, err := pgzip.NewWriterLevel(out, level)
 		if err != nil {
 			w.Abort()
-			return nil, fmt.Errorf("artifact: gzip: %w", err)
+			return nil, fmt.Errorf("artifact %s: gzip: %w", final, err)
 		}
-		w.chain = append(w.chain, gw)
-		sink = gw
+		// 1 MiB blocks, two per core in flight: every core busy, memory bounded.
+		if err := gw.SetConcurrency(1<<20, 2*runtime.GOMAXPROCS(0)); err != nil {
+			w.Abort()
+			return nil, fmt.Errorf("artifact %s: gzip: %w", final, err)
+		}
+		w.comp, out = gw, gw
 	case "none":
 	default:
 		w.Abort()
-		return nil, fmt.Errorf("artifact: unknown compression %q", opts.Compress)
+		return nil, fmt.Errorf("artifact %s: unknown compression %q", final, opts.Compress)
 	}
-	w.head = sink
+	w.head = out
 	return w, nil
 }
+
+// Path is the final name the artifact will have.
+func (w *Writer) Path() string { return w.opts.Output }
+
+// TempPath is the temporary file being written (a tar of the output's own
+// directory must not archive it).
+func (w *Writer) TempPath() string { return w.tmpName }
 
 // Write streams p into the artifact. It fails once ctx is cancelled.
 func (w *Writer) Write(p []byte) (int, error) {
@@ -227,7 +262,33 @@ func (w *Writer) Write(p []byte) (int, error) {
 	if w.stats != nil {
 		w.stats.BytesIn.Add(int64(n))
 	}
-	return n, err
+	w.prog.add(n)
+	if err != nil {
+		return n, fmt.Errorf("artifact %s: %w", w.opts.Output, err)
+	}
+	return n, nil
+}
+
+// ReadFrom copies r into the artifact with large reads (io.Copy uses it).
+func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
+	buf := make([]byte, 256<<10)
+	var total int64
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			m, err := w.Write(buf[:n])
+			total += int64(m)
+			if err != nil {
+				return total, err
+			}
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
 }
 
 // Commit finishes the stream, syncs, renames into place, syncs the
@@ -240,48 +301,65 @@ func (w *Writer) Commit() (Result, error) {
 		w.Abort()
 		return Result{}, err
 	}
-	// Close innermost-last: compression first, then encryption.
-	for i := len(w.chain) - 1; i >= 0; i-- {
-		if err := w.chain[i].Close(); err != nil {
-			w.Abort()
-			return Result{}, fmt.Errorf("artifact %s: %w", w.opts.Output, err)
+	final := w.opts.Output
+	fail := func(err error) (Result, error) {
+		w.Abort()
+		return Result{}, fmt.Errorf("artifact %s: %w", final, err)
+	}
+	// Close innermost-first: compression, then encryption, then the file sink.
+	for _, c := range []io.Closer{w.comp, w.enc, w.sink} {
+		if c == nil {
+			continue
+		}
+		if err := c.Close(); err != nil {
+			return fail(err)
 		}
 	}
-	if err := w.tmp.Sync(); err != nil {
+	w.prog.finish()
+	if err := w.ctx.Err(); err != nil {
 		w.Abort()
-		return Result{}, fmt.Errorf("artifact %s: sync: %w", w.opts.Output, err)
+		return Result{}, err
+	}
+	if err := w.tmp.Sync(); err != nil {
+		return fail(fmt.Errorf("sync: %w", err))
 	}
 	if err := w.tmp.Close(); err != nil {
-		w.Abort()
-		return Result{}, fmt.Errorf("artifact %s: %w", w.opts.Output, err)
+		return fail(err)
 	}
-	sum := hex.EncodeToString(w.hash.Sum(nil))
-	final := w.opts.Output
+	sum := hex.EncodeToString(w.sink.hash.Sum(nil))
+	if !w.opts.Overwrite {
+		if _, err := os.Lstat(final); err == nil {
+			return fail(errors.New("appeared while writing; not replacing it (set overwrite: true to replace)"))
+		}
+	}
 	// Sidecar first (its own atomic write), so a published artifact always has one.
 	side := fmt.Sprintf("%s  %s\n", sum, filepath.Base(final))
 	if err := WriteFileAtomic(final+".sha256", []byte(side), 0o600); err != nil {
-		w.Abort()
-		return Result{}, err
+		return fail(err)
 	}
 	if !w.opts.Overwrite {
 		// Link fails if the name appeared meanwhile: never clobber.
 		if err := os.Link(w.tmpName, final); err != nil {
-			w.Abort()
-			return Result{}, fmt.Errorf("artifact: publish %s: %w", final, err)
+			return fail(fmt.Errorf("publish: %w", err))
 		}
 		os.Remove(w.tmpName)
 	} else if err := os.Rename(w.tmpName, final); err != nil {
-		w.Abort()
-		return Result{}, fmt.Errorf("artifact: publish %s: %w", final, err)
+		return fail(fmt.Errorf("publish: %w", err))
 	}
 	w.done = true
 	if err := SyncDir(filepath.Dir(final)); err != nil {
 		return Result{}, err
 	}
+	size := w.sink.n
 	if w.stats != nil {
-		w.stats.BytesOut.Add(w.counted.n)
+		w.stats.BytesOut.Add(size)
 	}
-	return Result{Path: final, Size: w.counted.n, SHA256: sum, BytesIn: w.in}, nil
+	if w.log != nil {
+		el := time.Since(w.start)
+		w.log.Info("artifact written", "path", final, "bytes_in", w.in, "size", size,
+			"human", HumanBytes(size), "elapsed", el.Round(time.Millisecond).String(), "rate", Rate(w.in, el))
+	}
+	return Result{Path: final, Size: size, SHA256: sum, BytesIn: w.in}, nil
 }
 
 // Abort discards the temporary file. Safe to call more than once.
@@ -290,6 +368,13 @@ func (w *Writer) Abort() {
 		return
 	}
 	w.done = true
+	w.sink.setErr(errors.New("aborted"))
+	if w.pz != nil {
+		w.pz.abort()
+	} else if w.comp != nil {
+		w.comp.Close() // stops pgzip's goroutines; its output goes nowhere
+	}
+	w.sink.Close()
 	w.tmp.Close()
 	os.Remove(w.tmpName)
 }
@@ -334,17 +419,6 @@ func SyncDir(dir string) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 func recipients(e *EncryptSpec) ([]age.Recipient, error) {

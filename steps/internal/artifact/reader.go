@@ -40,26 +40,34 @@ func Open(path string, opts ReadOptions) (io.ReadCloser, error) {
 
 // NewReader wraps src with decryption and decompression as detected.
 func NewReader(src io.Reader, opts ReadOptions) (io.ReadCloser, error) {
-	br := bufio.NewReaderSize(src, 64<<10)
-	head, _ := br.Peek(len(armorMagic))
-	var r io.Reader = br
-	switch {
-	case bytes.HasPrefix(head, ageMagic) || bytes.HasPrefix(head, armorMagic):
-		ids, err := identities(opts)
-		if err != nil {
-			return nil, err
-		}
-		var in io.Reader = br
-		if bytes.HasPrefix(head, armorMagic) {
-			in = armor.NewReader(br)
-		}
-		dr, err := age.Decrypt(in, ids...)
-		if err != nil {
-			return nil, fmt.Errorf("decrypt: %w", err)
-		}
-		r = bufio.NewReaderSize(dr, 64<<10)
+	r, err := DecryptReader(src, opts)
+	if err != nil {
+		return nil, err
 	}
 	return Decompress(r)
+}
+
+// DecryptReader removes the age layer when src has one (binary or armored)
+// and passes anything else through unchanged.
+func DecryptReader(src io.Reader, opts ReadOptions) (io.Reader, error) {
+	br := bufio.NewReaderSize(src, 64<<10)
+	head, _ := br.Peek(len(armorMagic))
+	if !bytes.HasPrefix(head, ageMagic) && !bytes.HasPrefix(head, armorMagic) {
+		return br, nil
+	}
+	ids, err := identities(opts)
+	if err != nil {
+		return nil, err
+	}
+	var in io.Reader = br
+	if bytes.HasPrefix(head, armorMagic) {
+		in = armor.NewReader(br)
+	}
+	dr, err := age.Decrypt(in, ids...)
+	if err != nil {
+		return nil, fmt.Errorf("decrypt: %w", err)
+	}
+	return bufio.NewReaderSize(dr, 64<<10), nil
 }
 
 // Decompress detects zstd or gzip by magic and decodes; other data passes through.

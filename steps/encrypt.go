@@ -1,0 +1,95 @@
+package steps
+
+import (
+	"context"
+	"errors"
+
+	"github.com/planrun/planrun/engine"
+	"github.com/planrun/planrun/steps/internal/artifact"
+)
+
+// EncryptParams are the params of the encrypt step.
+type EncryptParams struct {
+	Input       string `yaml:"input" required:"true" doc:"existing file to encrypt (e.g. a legacy plaintext dump)"`
+	RemoveInput bool   `yaml:"remove_input" doc:"delete the plaintext input (and its .sha256) once the encrypted artifact is committed"`
+
+	artifact.WriteOptions `yaml:",inline"`
+}
+
+// Validate requires the encrypt block: this step exists to encrypt.
+func (p *EncryptParams) Validate() error {
+	if p.Encrypt == nil {
+		return errors.New("missing required param \"encrypt\" (recipients, recipients_file or passphrase_file)")
+	}
+	return p.WriteOptions.Validate()
+}
+
+// Encrypt age-encrypts an existing file (compressing it first unless compress: none).
+var Encrypt = engine.Def[EncryptParams]{
+	Name:    "encrypt",
+	Summary: "age-encrypt an existing file into a new artifact (compressing first unless compress: none)",
+	Doc: "The output decrypts with `age -d -i KEY` (piped to `zstd -d` / `gzip -d` when compressed). " +
+		"Use compress: none for input that is already compressed.",
+	Kind:    engine.KindBackup,
+	Outputs: artifact.StandardOutputs,
+	Example: "input: /backups/legacy/db.sql.gz\noutput: /backups/legacy/db.sql.gz.age\ncompress: none\n" +
+		"encrypt: {recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]}\nremove_input: true",
+	Preview: func(env *engine.Env, p *EncryptParams) []string {
+		lines := []string{"read: " + p.Input, "write: " + p.WriteOptions.Describe()}
+		if p.RemoveInput {
+			lines = append(lines, "delete: "+p.Input+" (+ .sha256) after the write")
+		}
+		return lines
+	},
+	Run: func(ctx context.Context, env *engine.Env, p *EncryptParams) (engine.Outputs, error) {
+		res, err := transform(ctx, env, p.Input, artifact.ReadOptions{}, artifact.Raw, p.WriteOptions)
+		if err != nil {
+			return nil, err
+		}
+		if p.RemoveInput {
+			if err := removeInput(env, p.Input); err != nil {
+				return res.Outputs(), err
+			}
+		}
+		return res.Outputs(), nil
+	},
+}
+
+// CompressParams are the params of the compress step.
+type CompressParams struct {
+	Input       string `yaml:"input" required:"true" doc:"existing file to compress"`
+	RemoveInput bool   `yaml:"remove_input" doc:"delete the input (and its .sha256) once the new artifact is committed"`
+
+	artifact.WriteOptions `yaml:",inline"`
+}
+
+// Validate checks the write options.
+func (p *CompressParams) Validate() error { return p.WriteOptions.Validate() }
+
+// Compress compresses (and optionally encrypts) an existing file.
+var Compress = engine.Def[CompressParams]{
+	Name:    "compress",
+	Summary: "compress an existing file (zstd or gzip, optionally age-encrypted) into a new artifact",
+	Kind:    engine.KindBackup,
+	Outputs: artifact.StandardOutputs,
+	Example: "input: /backups/legacy/db.sql\noutput: /backups/legacy/db.sql.zst\nremove_input: true",
+	Preview: func(env *engine.Env, p *CompressParams) []string {
+		lines := []string{"read: " + p.Input, "write: " + p.WriteOptions.Describe()}
+		if p.RemoveInput {
+			lines = append(lines, "delete: "+p.Input+" (+ .sha256) after the write")
+		}
+		return lines
+	},
+	Run: func(ctx context.Context, env *engine.Env, p *CompressParams) (engine.Outputs, error) {
+		res, err := transform(ctx, env, p.Input, artifact.ReadOptions{}, artifact.Raw, p.WriteOptions)
+		if err != nil {
+			return nil, err
+		}
+		if p.RemoveInput {
+			if err := removeInput(env, p.Input); err != nil {
+				return res.Outputs(), err
+			}
+		}
+		return res.Outputs(), nil
+	},
+}

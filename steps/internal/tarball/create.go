@@ -1,0 +1,242 @@
+// Package tarball writes and extracts tar streams the way GNU tar does:
+// modes, owners (ids and names), mtimes, symlinks, hard links and empty
+// directories survive; extraction can never write outside its target.
+package tarball
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// CreateOptions controls what goes into an archive.
+type CreateOptions struct {
+	Paths          []string
+	Exclude        []string // globs; see Matcher
+	FollowSymlinks bool
+	// Unreadable decides about a file or directory that cannot be read:
+	// return nil to skip it (after warning), or an error to stop. nil
+	// means every unreadable file is an error.
+	Unreadable func(path string, err error) error
+	// Skip lists files never to archive: the archive being written, when
+	// it lies inside one of the paths (GNU tar: "file is the archive").
+	Skip []string
+}
+
+// Stats counts what an archive holds.
+type Stats struct {
+	Files, Dirs, Symlinks, Hardlinks, Other, Skipped int
+	Bytes                                            int64 // file content bytes
+}
+
+// openFile is swapped by tests: root can read everything, so an
+// unreadable file cannot be made with chmod when tests run as root.
+var openFile = os.Open
+
+// Create writes a tar stream of opts.Paths to w. Member names are the paths
+// without a leading "/", like GNU tar.
+func Create(ctx context.Context, w io.Writer, opts CreateOptions) (Stats, error) {
+	m, err := NewMatcher(opts.Exclude)
+	if err != nil {
+		return Stats{}, err
+	}
+	c := &creator{ctx: ctx, tw: tar.NewWriter(w), opts: opts, ex: m,
+		links: map[fileID]string{}, buf: make([]byte, 1<<20)}
+	for _, p := range opts.Skip {
+		if fi, err := os.Stat(p); err == nil {
+			c.skip = append(c.skip, fi)
+		}
+	}
+	for _, p := range opts.Paths {
+		if p == "" {
+			return c.st, errors.New("empty path in paths")
+		}
+		fi, err := c.stat(p)
+		if err != nil {
+			// A missing top-level path is a plan mistake, not a flaky file.
+			return c.st, fmt.Errorf("path %s: %w", p, err)
+		}
+		if err := c.add(p, memberName(p), fi); err != nil {
+			return c.st, err
+		}
+	}
+	if err := c.tw.Close(); err != nil {
+		return c.st, err
+	}
+	return c.st, nil
+}
+
+// memberName maps a filesystem path to its name in the archive.
+func memberName(p string) string {
+	name := strings.TrimLeft(filepath.ToSlash(filepath.Clean(p)), "/")
+	// Leading ".." would make an archive nobody can extract safely.
+	for strings.HasPrefix(name, "../") {
+		name = name[3:]
+	}
+	if name == "" || name == ".." {
+		name = "."
+	}
+	return name
+}
+
+type fileID struct{ dev, ino uint64 }
+
+type creator struct {
+	ctx   context.Context
+	tw    *tar.Writer
+	opts  CreateOptions
+	ex    *Matcher
+	links map[fileID]string
+	buf   []byte
+	st    Stats
+	skip  []fs.FileInfo
+}
+
+func (c *creator) stat(p string) (fs.FileInfo, error) {
+	if c.opts.FollowSymlinks {
+		return os.Stat(p)
+	}
+	return os.Lstat(p)
+}
+
+func (c *creator) unreadable(p string, err error) error {
+	if c.opts.Unreadable == nil {
+		return fmt.Errorf("cannot read %s: %w", p, err)
+	}
+	if err := c.opts.Unreadable(p, err); err != nil {
+		return err
+	}
+	c.st.Skipped++
+	return nil
+}
+
+func (c *creator) add(p, name string, fi fs.FileInfo) error {
+	if err := c.ctx.Err(); err != nil {
+		return err
+	}
+	if name != "." && c.ex.Match(p, name) {
+		return nil
+	}
+	for _, s := range c.skip {
+		if os.SameFile(s, fi) {
+			return nil
+		}
+	}
+	mode := fi.Mode()
+	if mode&fs.ModeSocket != 0 {
+		return nil // GNU tar ignores sockets too
+	}
+	link := ""
+	if mode&fs.ModeSymlink != 0 {
+		var err error
+		if link, err = os.Readlink(p); err != nil {
+			return c.unreadable(p, err)
+		}
+	}
+	hdr, err := tar.FileInfoHeader(fi, link)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	hdr.Name = name
+	// USTAR keeps whole seconds and archive/tar would round to the nearest
+	// one, which can put an mtime in the future; truncate like GNU tar.
+	hdr.ModTime = hdr.ModTime.Truncate(time.Second)
+	hdr.AccessTime, hdr.ChangeTime = time.Time{}, time.Time{}
+	if fi.IsDir() {
+		hdr.Name = strings.TrimSuffix(name, "/") + "/"
+	}
+	var file *os.File
+	if mode.IsRegular() {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+			id := fileID{uint64(st.Dev), st.Ino}
+			if first, seen := c.links[id]; seen {
+				hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first, 0
+				c.st.Hardlinks++
+				return c.tw.WriteHeader(hdr)
+			}
+			c.links[id] = name
+		}
+		// Open before writing the header: an unreadable file must not
+		// leave a header without content behind.
+		if file, err = openFile(p); err != nil {
+			return c.unreadable(p, err)
+		}
+		defer file.Close()
+	}
+	var entries []os.DirEntry
+	if fi.IsDir() {
+		d, err := openFile(p)
+		if err == nil {
+			entries, err = d.ReadDir(-1)
+			d.Close()
+		}
+		if err != nil {
+			return c.unreadable(p, err)
+		}
+		sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+	}
+	if name != "." {
+		if err := c.tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+	}
+	switch {
+	case file != nil:
+		c.st.Files++
+		return c.copyFile(p, file, hdr.Size)
+	case fi.IsDir():
+		c.st.Dirs++
+		for _, e := range entries {
+			child := filepath.Join(p, e.Name())
+			cfi, err := c.stat(child)
+			if err != nil {
+				if err := c.unreadable(child, err); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := c.add(child, path.Join(name, e.Name()), cfi); err != nil {
+				return err
+			}
+		}
+	case mode&fs.ModeSymlink != 0:
+		c.st.Symlinks++
+	default:
+		c.st.Other++
+	}
+	return nil
+}
+
+// copyFile writes exactly size bytes: a file that shrank while being read
+// would otherwise shift every later member.
+func (c *creator) copyFile(p string, f *os.File, size int64) error {
+	left := size
+	for left > 0 {
+		want := min(int64(len(c.buf)), left)
+		n, err := io.ReadFull(f, c.buf[:want])
+		if n > 0 {
+			if _, werr := c.tw.Write(c.buf[:n]); werr != nil {
+				return werr
+			}
+			left -= int64(n)
+			c.st.Bytes += int64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return fmt.Errorf("%s: file shrank while being archived (%d of %d bytes read)", p, size-left, size)
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", p, err)
+		}
+	}
+	return nil
+}
