@@ -311,7 +311,7 @@ func TestExclude(t *testing.T) {
 	}
 }
 
-func TestCreateExcludesAndSkipsSockets(t *testing.T) {
+func TestCreateExcludes(t *testing.T) {
 	src := makeTree(t)
 	var buf bytes.Buffer
 	if _, err := Create(context.Background(), &buf, CreateOptions{Paths: []string{src}, Exclude: []string{"*/cache/*", "*.key"}}); err != nil {
