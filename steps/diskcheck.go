@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"syscall"
 
 	"github.com/planrun/planrun/engine"
@@ -45,8 +47,17 @@ var DiskCheck = engine.Def[DiskCheckParams]{
 		return []string{"read: free space of " + p.Path}
 	},
 	Run: func(ctx context.Context, env *engine.Env, p *DiskCheckParams) (engine.Outputs, error) {
+		// A backup root that does not exist yet (first run) will be created
+		// on the filesystem of its nearest existing ancestor: measure that.
+		at := filepath.Clean(p.Path)
+		for {
+			if _, err := os.Stat(at); err == nil || filepath.Dir(at) == at {
+				break
+			}
+			at = filepath.Dir(at)
+		}
 		var fs syscall.Statfs_t
-		if err := syscall.Statfs(p.Path, &fs); err != nil {
+		if err := syscall.Statfs(at, &fs); err != nil {
 			return nil, fmt.Errorf("disk-check %s: %w", p.Path, err)
 		}
 		bs := uint64(fs.Bsize)

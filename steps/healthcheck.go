@@ -17,7 +17,7 @@ import (
 type HealthcheckParams struct {
 	URL         string          `yaml:"url" required:"true" secret:"true" doc:"ping URL (https://hc-ping.com/<uuid> or .../<ping-key>/<slug>); a credential, so keep it in an env file: ${{ env.HC_URL }}"`
 	Signal      string          `yaml:"signal" enum:"start|success|fail|log|exit-code" default:"success" doc:"what to signal; exit-code sends <url>/<exit_code>"`
-	ExitCode    int             `yaml:"exit_code" doc:"exit status 0-255 for signal exit-code (0 means success to the service)"`
+	ExitCode    int             `yaml:"exit_code" doc:"exit status 0-255: with signal exit-code it is the signal (0 means success); with fail, a non-zero code is sent as /<code> so the service records it"`
 	Body        string          `yaml:"body" doc:"text sent with the ping (POST), e.g. the log tail; redacted, and cut to its last body_limit bytes"`
 	BodyLimit   engine.Size     `yaml:"body_limit" default:"100kB" doc:"largest body sent (Healthchecks.io stores 100 kB)"`
 	Timeout     engine.Duration `yaml:"timeout" default:"10s" doc:"timeout of each attempt"`
@@ -30,8 +30,8 @@ func (p *HealthcheckParams) Validate() error {
 	if p.ExitCode < 0 || p.ExitCode > 255 {
 		return fmt.Errorf("exit_code must be 0-255, got %d", p.ExitCode)
 	}
-	if p.Signal != "exit-code" && p.ExitCode != 0 {
-		return errors.New("exit_code needs signal: exit-code")
+	if p.Signal != "exit-code" && p.Signal != "fail" && p.ExitCode != 0 {
+		return errors.New("exit_code needs signal: exit-code (or fail)")
 	}
 	if p.Retries < 0 || p.Retries > 20 {
 		return fmt.Errorf("retries must be 0-20, got %d", p.Retries)
@@ -44,7 +44,7 @@ func (p *HealthcheckParams) Validate() error {
 
 // suffix is the URL signal for the ping package.
 func (p *HealthcheckParams) suffix() string {
-	if p.Signal == "exit-code" {
+	if p.Signal == "exit-code" || p.Signal == "fail" && p.ExitCode != 0 {
 		return strconv.Itoa(p.ExitCode)
 	}
 	return p.Signal
