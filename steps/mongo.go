@@ -2,15 +2,18 @@ package steps
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -135,4 +138,45 @@ func mongoURI(env *engine.Env, c *MongoConn) (string, error) {
 		return v, nil
 	}
 	return c.URI, nil
+}
+
+// mongoReachTimeout bounds the reachability check before the tools run.
+var mongoReachTimeout = 10 * time.Second
+
+// mongoReachable fails fast, with a clear error, when none of the URI's
+// hosts accepts a TCP connection: mongodump and mongorestore themselves
+// wait for a server indefinitely (they ignore serverSelectionTimeoutMS),
+// which would turn a down database into a step that hangs until its
+// timeout. mongodb+srv:// URIs (DNS seed lists) are left to the tools.
+func mongoReachable(ctx context.Context, uri string) error {
+	rest, ok := strings.CutPrefix(uri, "mongodb://")
+	if !ok {
+		return nil
+	}
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		rest = rest[:i]
+	}
+	if i := strings.LastIndex(rest, "@"); i >= 0 {
+		rest = rest[i+1:]
+	}
+	var errs []string
+	d := net.Dialer{Timeout: mongoReachTimeout}
+	for _, h := range strings.Split(rest, ",") {
+		if h == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			h = net.JoinHostPort(strings.Trim(h, "[]"), "27017")
+		}
+		c, err := d.DialContext(ctx, "tcp", h)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		errs = append(errs, err.Error())
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("MongoDB unreachable: %s", strings.Join(errs, "; "))
 }

@@ -268,3 +268,15 @@ func TestMongodumpValidate(t *testing.T) {
 		t.Error("unpaired ns_from accepted")
 	}
 }
+
+func TestMongoUnreachableFailsFast(t *testing.T) {
+	for _, uri := range []string{"mongodb://127.0.0.1:1/?authSource=admin", "mongodb://u:p@127.0.0.1:1,127.0.0.1:2/db"} {
+		err := mongoReachable(context.Background(), uri)
+		if err == nil || !strings.Contains(err.Error(), "MongoDB unreachable") || strings.Contains(err.Error(), ":p@") {
+			t.Errorf("%s: %v", uri, err)
+		}
+	}
+	if err := mongoReachable(context.Background(), "mongodb+srv://cluster.example/db"); err != nil {
+		t.Errorf("srv URIs are left to the tools: %v", err)
+	}
+}

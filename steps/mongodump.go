@@ -97,6 +97,9 @@ func runMongodump(ctx context.Context, env *engine.Env, p *MongodumpParams) (eng
 	if err != nil {
 		return nil, err
 	}
+	if err := mongoReachable(ctx, uri); err != nil {
+		return nil, err
+	}
 	cfg, err := mongoConfig(env, uri)
 	if err != nil {
 		return nil, err

@@ -95,6 +95,9 @@ func runMongorestore(ctx context.Context, env *engine.Env, p *MongorestoreParams
 		return nil, fmt.Errorf("input: %w", err)
 	}
 	defer src.Close()
+	if err := mongoReachable(ctx, uri); err != nil {
+		return nil, err
+	}
 	cfg, err := mongoConfig(env, uri)
 	if err != nil {
 		return nil, err
