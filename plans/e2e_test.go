@@ -127,7 +127,12 @@ func TestPlansFailingDatabaseStep(t *testing.T) {
 	pings := w.pings(w.hcCheck)
 	require.Len(t, pings, 2)
 	assert.Equal(t, "start", pings[0].Signal)
-	assert.Equal(t, "fail", pings[1].Signal)
+	// A failed run is signalled as its exit status (/1): Healthchecks
+	// records it and treats any non-zero status as a failure.
+	assert.Equal(t, "exit", pings[1].Signal)
+	if assert.NotNil(t, pings[1].ExitCode) {
+		assert.Equal(t, 1, *pings[1].ExitCode)
+	}
 	assert.Equal(t, pings[0].RID, pings[1].RID, "start and fail share the run id")
 	assert.Contains(t, pings[1].Body, "step=mongo", "the fail ping carries the log tail")
 	assert.Contains(t, pings[1].Body, "run finished")
