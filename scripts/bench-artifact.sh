@@ -29,12 +29,9 @@ PASS="$ROOT/testdata/keys/demo.passphrase"
 OUT="$DIR/out"
 
 echo "== building" >&2
-$GO build -o "$DIR/bin/steprun" ./scripts/steprun
 $GO build -o "$DIR/bin/gendata" ./scripts/gendata
-RUNNER=steprun
-if [[ -d cmd/planrun ]]; then
-  $GO build -o "$DIR/bin/planrun" ./cmd/planrun && RUNNER=planrun
-fi
+$GO build -o "$DIR/bin/planrun" ./cmd/planrun
+export PLANRUN_STATE_DIR="$DIR/state"
 
 if [[ ! -f "$TREE/.complete" ]]; then
   echo "== generating $SIZE tree (seed $SEED) in $TREE" >&2
@@ -50,16 +47,12 @@ echo "== warming the page cache" >&2
 tar -cf - -C "$TREE" . | cat >/dev/null
 cat "$INPUT" >/dev/null
 
-# stepcmd TYPE WITH-YAML: sets CMD to run one step in a planrun-like process.
+# stepcmd TYPE WITH-YAML: sets CMD to apply a one-step plan with bin/planrun.
 stepcmd() {
   local typ=$1 with=$2
-  if [[ $RUNNER == planrun ]]; then
-    local plan="$DIR/bench-$typ-$RANDOM.yaml"
-    printf 'version: 1\nname: bench\nsteps:\n  - id: s\n    type: %s\n    with: %s\n' "$typ" "$with" >"$plan"
-    CMD=("$DIR/bin/planrun" apply "$plan")
-  else
-    CMD=("$DIR/bin/steprun" "$typ" "$with")
-  fi
+  local plan="$DIR/bench-$typ-$RANDOM.yaml"
+  printf 'version: 1\nname: bench\nsteps:\n  - id: s\n    type: %s\n    with: %s\n' "$typ" "$with" >"$plan"
+  CMD=("$DIR/bin/planrun" apply "$plan")
 }
 
 declare -A WALL RSS SIZEB
