@@ -105,7 +105,7 @@ mib() { echo $(( $1 / 1024 )); }
 
 input_bytes=$(du -sb "$TREE" | cut -f1)
 printf '\nArtifact benchmark: %s tree (%s bytes, seed %s), %s cores, runner %s, best of %s, load %s\n' \
-  "$SIZE" "$input_bytes" "$SEED" "$(nproc)" "$RUNNER" "$RUNS" "$(cut -d' ' -f1-3 /proc/loadavg)"
+  "$SIZE" "$input_bytes" "$SEED" "$(nproc)" "planrun" "$RUNS" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-40s %9s %14s %8s   %s\n' "case" "wall s" "output bytes" "RSS MiB" "vs reference"
 line() { printf '%-40s %9s %14s %8s   %s\n' "$1" "${WALL[$2]}" "${SIZEB[$2]}" "$(mib "${RSS[$2]}")" "$3"; }
 line "tar -cf - | zstd -T2 -3" ref-zstd "(reference)"
