@@ -45,8 +45,11 @@ type Options struct {
 	Wait      bool // wait for the plan lock instead of failing
 	// Hard is cancelled on a second signal: it aborts cleanup steps too.
 	Hard context.Context
-	// Lock overrides the lock (tests); nil takes the per-plan file lock.
+	// NoLock skips the per-plan lock (tests).
 	NoLock bool
+	// TTY, when set (stderr is a terminal), receives a live progress line
+	// for streaming steps.
+	TTY io.Writer
 }
 
 // Result is the outcome of an apply.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -475,4 +476,26 @@ func TestLockExcludesSecondHolder(t *testing.T) {
 	l2, err := engine.AcquireLock(dir, "p", "run-2", false)
 	require.NoError(t, err)
 	l2.Release()
+}
+
+func TestProgressLineOnTTY(t *testing.T) {
+	stream := engine.Def[echoParams]{
+		Name: "stream", Summary: "reports progress",
+		Run: func(ctx context.Context, env *engine.Env, p *echoParams) (engine.Outputs, error) {
+			if env.Progress == nil {
+				return nil, errors.New("no progress callback on a TTY")
+			}
+			env.Progress(3 << 20)
+			return nil, nil
+		},
+	}
+	reg := engine.NewRegistry(stream.Type())
+	p, err := engine.Load("t.yaml", []byte("version: 1\nname: tty\nsteps: [{id: s, type: stream}]\n"), reg)
+	require.NoError(t, err)
+	scope, err := engine.Prepare(p, engine.Invocation{})
+	require.NoError(t, err)
+	var tty bytes.Buffer
+	res := engine.Apply(context.Background(), p, scope, engine.Options{StateDir: t.TempDir(), Stderr: io.Discard, TTY: &tty})
+	require.Equal(t, 0, res.ExitCode, "%v", res.Err)
+	assert.Contains(t, tty.String(), "s: 3.0 MiB")
 }

@@ -193,6 +193,11 @@ func (r *run) attempt(parent context.Context, s *Step, params any, log *slog.Log
 		Log: log, Secrets: r.scope.Secrets, Stats: stats,
 	}
 	defer env.Cleanup()
+	if r.opts.TTY != nil {
+		p := newProgressLine(r.opts.TTY, s.ID)
+		env.Progress = p.update
+		defer p.done()
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("step panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))

@@ -101,13 +101,24 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 	if trigger == "" {
 		trigger = "cli"
 	}
-	res := engine.Apply(ctx, plan, scope, engine.Options{
+	opts := engine.Options{
 		Recorder: st, StateDir: settings.StateDir, LogFormat: settings.LogFormat,
 		Stderr: stderr, Trigger: trigger, Wait: *wait, Hard: hard,
-	})
+	}
+	if f, ok := stderr.(*os.File); ok && isTerminal(f) {
+		opts.TTY = f
+	}
+	res := engine.Apply(ctx, plan, scope, opts)
 	var locked *engine.ErrLocked
 	if errors.As(res.Err, &locked) {
 		fmt.Fprintf(stderr, "planrun: %v\n", locked)
 	}
 	return res.ExitCode
+}
+
+// isTerminal reports whether f is a character device (a terminal, not a
+// cron log file or a pipe).
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# scripts/demo.sh — `make demo`: run the built-in demo plan (no external
+# services) and show what planrun recorded. Everything stays under .demo/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PLANRUN_STATE_DIR=$PWD/.demo/state
+# git does not keep file modes: the demo identity must be private like a real one.
+chmod 600 testdata/keys/demo.agekey
+bin/planrun validate plans/demo.yaml
+bin/planrun apply plans/demo.yaml
+echo
+echo "== runs recorded in $PLANRUN_STATE_DIR/runs.db"
+bin/planrun runs --plan demo --limit 5
+echo
+echo "== the latest run, step by step"
+bin/planrun show latest --plan demo
+echo
+echo "== the artifacts (.demo/backups)"
+ls -l .demo/backups
+latest=$(ls -1 .demo/backups/demo-*.tar.zst.age | tail -n 1)
+echo
+echo "They are standard formats. With the age and zstd CLIs:"
+echo "  (cd .demo/backups && sha256sum -c $(basename "$latest").sha256)"
+echo "  age -d -i testdata/keys/demo.agekey $latest | zstd -d | tar -t"
+echo "Status check for monitoring: bin/planrun status demo --max-age 26h"
+bin/planrun status demo --max-age 26h
