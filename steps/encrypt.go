@@ -8,12 +8,39 @@ import (
 	"github.com/planrun/planrun/steps/internal/artifact"
 )
 
-// EncryptParams are the params of the encrypt step.
-type EncryptParams struct {
-	Input       string `yaml:"input" required:"true" doc:"existing file to encrypt (e.g. a legacy plaintext dump)"`
-	RemoveInput bool   `yaml:"remove_input" doc:"delete the plaintext input (and its .sha256) once the encrypted artifact is committed"`
+// Rewrite is what encrypt and compress share: read an existing file,
+// write it anew through the artifact writer, optionally remove the input.
+type Rewrite struct {
+	Input       string `yaml:"input" required:"true" doc:"existing file to read (e.g. a legacy plaintext dump)"`
+	RemoveInput bool   `yaml:"remove_input" doc:"delete the input (and its .sha256) once the new artifact is committed"`
 
 	artifact.WriteOptions `yaml:",inline"`
+}
+
+func (p *Rewrite) preview() []string {
+	lines := []string{"read: " + p.Input, "write: " + p.WriteOptions.Describe()}
+	if p.RemoveInput {
+		lines = append(lines, "delete: "+p.Input+" (+ .sha256) after the write")
+	}
+	return lines
+}
+
+func (p *Rewrite) run(ctx context.Context, env *engine.Env) (engine.Outputs, error) {
+	res, err := transform(ctx, env, p.Input, artifact.ReadOptions{}, artifact.Raw, p.WriteOptions)
+	if err != nil {
+		return nil, err
+	}
+	if p.RemoveInput {
+		if err := removeInput(env, p.Input); err != nil {
+			return res.Outputs(), err
+		}
+	}
+	return res.Outputs(), nil
+}
+
+// EncryptParams are the params of the encrypt step.
+type EncryptParams struct {
+	Rewrite `yaml:",inline"`
 }
 
 // Validate requires the encrypt block: this step exists to encrypt.
@@ -34,33 +61,15 @@ var Encrypt = engine.Def[EncryptParams]{
 	Outputs: artifact.StandardOutputs,
 	Example: "input: /backups/legacy/db.sql.gz\noutput: /backups/legacy/db.sql.gz.age\ncompress: none\n" +
 		"encrypt: {recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]}\nremove_input: true",
-	Preview: func(env *engine.Env, p *EncryptParams) []string {
-		lines := []string{"read: " + p.Input, "write: " + p.WriteOptions.Describe()}
-		if p.RemoveInput {
-			lines = append(lines, "delete: "+p.Input+" (+ .sha256) after the write")
-		}
-		return lines
-	},
+	Preview: func(env *engine.Env, p *EncryptParams) []string { return p.preview() },
 	Run: func(ctx context.Context, env *engine.Env, p *EncryptParams) (engine.Outputs, error) {
-		res, err := transform(ctx, env, p.Input, artifact.ReadOptions{}, artifact.Raw, p.WriteOptions)
-		if err != nil {
-			return nil, err
-		}
-		if p.RemoveInput {
-			if err := removeInput(env, p.Input); err != nil {
-				return res.Outputs(), err
-			}
-		}
-		return res.Outputs(), nil
+		return p.run(ctx, env)
 	},
 }
 
 // CompressParams are the params of the compress step.
 type CompressParams struct {
-	Input       string `yaml:"input" required:"true" doc:"existing file to compress"`
-	RemoveInput bool   `yaml:"remove_input" doc:"delete the input (and its .sha256) once the new artifact is committed"`
-
-	artifact.WriteOptions `yaml:",inline"`
+	Rewrite `yaml:",inline"`
 }
 
 // Validate checks the write options.
@@ -73,23 +82,8 @@ var Compress = engine.Def[CompressParams]{
 	Kind:    engine.KindBackup,
 	Outputs: artifact.StandardOutputs,
 	Example: "input: /backups/legacy/db.sql\noutput: /backups/legacy/db.sql.zst\nremove_input: true",
-	Preview: func(env *engine.Env, p *CompressParams) []string {
-		lines := []string{"read: " + p.Input, "write: " + p.WriteOptions.Describe()}
-		if p.RemoveInput {
-			lines = append(lines, "delete: "+p.Input+" (+ .sha256) after the write")
-		}
-		return lines
-	},
+	Preview: func(env *engine.Env, p *CompressParams) []string { return p.preview() },
 	Run: func(ctx context.Context, env *engine.Env, p *CompressParams) (engine.Outputs, error) {
-		res, err := transform(ctx, env, p.Input, artifact.ReadOptions{}, artifact.Raw, p.WriteOptions)
-		if err != nil {
-			return nil, err
-		}
-		if p.RemoveInput {
-			if err := removeInput(env, p.Input); err != nil {
-				return res.Outputs(), err
-			}
-		}
-		return res.Outputs(), nil
+		return p.run(ctx, env)
 	},
 }

@@ -114,7 +114,7 @@ func TestResticValidate(t *testing.T) {
 		_, probs := decodeWithProblems(t, Restic, ok)
 		assert.Empty(t, probs, ok)
 	}
-	assert.True(t, Restic.Type().Params.Lookup("repository").Secret)
+	assert.False(t, Restic.Type().Params.Lookup("repository").Secret, "only credentials inside the URL are masked, not the path")
 }
 
 func TestResticKindPerCommand(t *testing.T) {
