@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"filippo.io/age"
@@ -17,26 +15,10 @@ import (
 	"github.com/planrun/planrun/steps/internal/artifact"
 )
 
-// dbEnv is a step Env for tests: the process environment, a private temp
-// dir, and a logger that writes (redacted) to the test log.
+// dbEnv is testStepEnv for the database steps.
 func dbEnv(t testing.TB, extraEnv ...string) *engine.Env {
-	t.Helper()
-	sec := engine.NewRedactor()
-	environ := append(os.Environ(), extraEnv...)
-	env := &engine.Env{
-		RunID: "test", PlanName: "test", StepID: t.Name(),
-		Environ: environ, Secrets: sec, Stats: &engine.Stats{},
-		Log: slog.New(slog.NewTextHandler(sec.Writer(testLogWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
-	t.Cleanup(env.Cleanup)
+	env, _ := testStepEnv(t, extraEnv...)
 	return env
-}
-
-type testLogWriter struct{ t testing.TB }
-
-func (w testLogWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 // dbDecode decodes a `with:` YAML block for a step type the way the engine

@@ -1,10 +1,8 @@
 package steps
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,17 +17,7 @@ import (
 
 const keys = "../testdata/keys"
 
-func stepEnv(t *testing.T) (*engine.Env, *bytes.Buffer) {
-	t.Helper()
-	var log bytes.Buffer
-	env := &engine.Env{
-		RunID: "test", StepID: "s", Environ: os.Environ(),
-		Log:     slog.New(slog.NewTextHandler(&log, nil)),
-		Secrets: engine.NewRedactor(), Stats: &engine.Stats{},
-	}
-	t.Cleanup(env.Cleanup)
-	return env, &log
-}
+func stepEnv(t *testing.T) (*engine.Env, *syncBuffer) { return testStepEnv(t) }
 
 // decode builds params the way a plan does: YAML `with:` through the registry.
 func decode(t *testing.T, typ, with string) (*engine.Type, any) {

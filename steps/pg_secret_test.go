@@ -3,7 +3,6 @@ package steps
 import (
 	"bytes"
 	"fmt"
-	"github.com/planrun/planrun/engine"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/planrun/planrun/engine"
 
 	"github.com/planrun/planrun/internal/testenv"
 )

@@ -2,8 +2,10 @@ package steps
 
 import (
 	"bytes"
+	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -30,24 +32,37 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// offsiteEnv is a step Env for the restic/rclone/healthcheck tests: the
-// process environment, a private temp dir, and a log captured (through
-// the redactor, as the runner does) for assertions.
-func offsiteEnv(t *testing.T, runID string) (*engine.Env, *syncBuffer) {
+// testStepEnv is the one step Env of the step tests, as the runner builds
+// it: the process environment (plus extraEnv), a redactor that knows the
+// environment's secrets, a private temp dir removed after the test, and
+// the step's log redacted into a buffer for assertions and into the test
+// log for failures.
+func testStepEnv(t testing.TB, extraEnv ...string) (*engine.Env, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
 	secrets := engine.NewRedactor()
-	environ := os.Environ()
+	environ := append(os.Environ(), extraEnv...)
 	secrets.AddEnv(environ)
 	env := &engine.Env{
-		RunID: runID, PlanName: "test", StepID: "s1",
-		Environ: environ,
-		Log:     slog.New(slog.NewTextHandler(secrets.Writer(logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Secrets: secrets,
-		Stats:   &engine.Stats{},
+		RunID: "test", PlanName: "test", StepID: "s1", Environ: environ, Secrets: secrets, Stats: &engine.Stats{},
+		Log: slog.New(slog.NewTextHandler(secrets.Writer(io.MultiWriter(logs, testLogWriter{t})), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	t.Cleanup(env.Cleanup)
 	return env, logs
+}
+
+// offsiteEnv is testStepEnv with a given run id (Healthchecks rid tests).
+func offsiteEnv(t *testing.T, runID string) (*engine.Env, *syncBuffer) {
+	env, logs := testStepEnv(t)
+	env.RunID = runID
+	return env, logs
+}
+
+type testLogWriter struct{ t testing.TB }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
 
 // decodeWith decodes a `with:` YAML block through the type's spec (so
