@@ -17,6 +17,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/planrun/planrun/steps/internal/httpx"
 )
 
 // Backoff bounds between attempts; variables so tests need not wait.
@@ -25,18 +27,13 @@ var (
 	RetryWaitMax = 5 * time.Second
 )
 
-// NewClient is the small shared constructor of a retrying HTTP client:
-// per-attempt timeout, retries on connection errors, 429 and 5xx (never
-// on other 4xx), exponential backoff honouring Retry-After, no logging
-// (callers log redacted), and the last response handed back instead of
-// a "giving up" error so its status can be reported.
+// NewClient is httpx's retrying client (connection errors, 429 and 5xx,
+// never other 4xx; the last response handed back) with a whole-request
+// timeout per attempt, the ping backoff, and a callback per retry so the
+// step can log it redacted.
 func NewClient(timeout time.Duration, retries int, onRetry func(attempt int, resp *http.Response, err error)) *retryablehttp.Client {
-	c := retryablehttp.NewClient()
+	c := httpx.New(httpx.Options{Retries: max(retries, 0), WaitMin: RetryWaitMin, WaitMax: RetryWaitMax})
 	c.HTTPClient.Timeout = timeout
-	c.Logger = nil
-	c.RetryMax = max(retries, 0)
-	c.RetryWaitMin, c.RetryWaitMax = RetryWaitMin, RetryWaitMax
-	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
 	attempt := 0
 	c.CheckRetry = func(ctx context.Context, resp *http.Response, err error) (bool, error) {
 		attempt++
