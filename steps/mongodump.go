@@ -76,7 +76,8 @@ encrypting is what the artifact writer does anyway; restore with mongorestore
 password, goes to a 0600 --config file in the step's private temp dir that
 is removed afterwards — never on the command line. A mongodump that exits
 non-zero discards the artifact.`,
-	Kind: engine.KindBackup,
+	Tools: []string{"mongodump"},
+	Kind:  engine.KindBackup,
 	Outputs: append(append([]engine.Output(nil), artifact.StandardOutputs...),
 		engine.Output{Name: "counts", Doc: "documents dumped per namespace (db.collection)"},
 		engine.Output{Name: "documents", Doc: "total documents dumped"},

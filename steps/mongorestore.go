@@ -70,7 +70,8 @@ mongorestore before it sees the end of its input. The connection string goes
 in a 0600 --config file in the private temp dir. Outputs the documents
 restored per namespace as mongorestore reports them; any failed document
 fails the step unless allow_failures.`,
-	Kind: engine.KindOther,
+	Tools: []string{"mongorestore"},
+	Kind:  engine.KindOther,
 	Outputs: []engine.Output{
 		{Name: "counts", Doc: "documents restored per target namespace (db.collection)"},
 		{Name: "documents", Doc: "total documents restored"},

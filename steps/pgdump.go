@@ -80,7 +80,8 @@ compression applies. The password (password, password_env or the uri's) goes
 to a 0600 PGPASSFILE in the step's private temp dir, never on a command line.
 If pg_dump exits non-zero at any point, even after streaming most of the
 data, the artifact is discarded and the step fails with pg_dump's stderr.`,
-	Kind: engine.KindBackup,
+	Tools: []string{"pg_dump"},
+	Kind:  engine.KindBackup,
 	Outputs: append(append([]engine.Output(nil), artifact.StandardOutputs...),
 		engine.Output{Name: "server_version", Doc: "PostgreSQL server version (SHOW server_version)"},
 		engine.Output{Name: "duration_ms", Doc: "dump duration in milliseconds"},

@@ -79,7 +79,8 @@ the step's private temp dir (removed afterwards) — plaintext on local disk for
 the duration of the restore, so prefer jobs: 1 where that matters.
 Drills: recreate_database + verify_counts (+ drop_after) restore into a scratch
 database, report row counts and clean up.`,
-	Kind: engine.KindOther,
+	Tools: []string{"pg_restore", "psql"},
+	Kind:  engine.KindOther,
 	Outputs: []engine.Output{
 		{Name: "database", Doc: "the database restored into"},
 		{Name: "format", Doc: "the dump format restored"},

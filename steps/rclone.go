@@ -75,7 +75,8 @@ var Rclone = engine.Def[RcloneParams]{
 		"run and refuses when it would delete more than max_delete_percent of the destination's " +
 		"files, then syncs with --max-delete as a second guard. AWS_CA_BUNDLE is removed from " +
 		"rclone's environment (rclone 1.60's S3 client fails on it).",
-	Kind: engine.KindDestructive,
+	Tools: []string{"rclone"},
+	Kind:  engine.KindDestructive,
 	KindOf: func(p *RcloneParams) engine.Kind {
 		switch p.Command {
 		case "sync":

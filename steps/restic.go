@@ -149,7 +149,8 @@ var Restic = engine.Def[ResticParams]{
 		"AWS_SECRET_ACCESS_KEY from the environment, rclone: repositories the rclone config or " +
 		"RCLONE_CONFIG_* variables. A stdin backup (stdin_file, stdin_command) whose source fails " +
 		"stops restic before it can save a snapshot of the partial stream.",
-	Kind: engine.KindDestructive,
+	Tools: []string{"restic"},
+	Kind:  engine.KindDestructive,
 	KindOf: func(p *ResticParams) engine.Kind {
 		switch p.Command {
 		case "backup":
