@@ -59,3 +59,9 @@ type Recorder interface {
 	RecordAttempt(ctx context.Context, a AttemptRecord) error
 	FinishRun(ctx context.Context, r RunRecord) error
 }
+
+// Abandoner is implemented by recorders that can close runs whose process
+// died (still recorded as running while the plan's lock is free).
+type Abandoner interface {
+	AbandonRuns(ctx context.Context, plan string, now time.Time) (int, error)
+}

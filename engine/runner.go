@@ -148,6 +148,13 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 		ID: r.id, Plan: p.Name, PlanFile: p.File, PlanSHA256: p.SHA256, Host: r.host,
 		Trigger: o.Trigger, PID: os.Getpid(), Started: scope.Started, Status: StatusRunning, LogFile: r.logFile,
 	}
+	if a, ok := o.Recorder.(Abandoner); ok && !o.NoLock {
+		if n, err := a.AbandonRuns(o.Hard, p.Name, time.Now().UTC()); err != nil {
+			r.log.Error("run store", "err", err)
+		} else if n > 0 {
+			r.log.Warn("earlier runs of this plan never finished (their process died); recorded as interrupted", "runs", n)
+		}
+	}
 	if o.Recorder != nil {
 		if err := o.Recorder.StartRun(o.Hard, rec); err != nil {
 			r.log.Error("run store", "err", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/planrun/planrun/engine"
 )
@@ -67,4 +68,18 @@ func nonNilMap[V any](m map[string]V) map[string]V {
 		return map[string]V{}
 	}
 	return m
+}
+
+// AbandonRuns marks the plan's runs still recorded as running as
+// interrupted. The runner calls it once it holds the plan's lock: no run
+// of the plan can be alive then, so those are runs whose process died.
+func (s *Store) AbandonRuns(ctx context.Context, plan string, now time.Time) (int, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE runs SET finished = ?, status = ?, exit_code = ?,
+		error = 'planrun process died before the run finished (found at the next run)'
+		WHERE plan = ? AND status = ?`, fmtTime(now), engine.StatusInterrupted, engine.ExitFailed, plan, engine.StatusRunning)
+	if err != nil {
+		return 0, fmt.Errorf("run store: abandon runs of %s: %w", plan, err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
 }

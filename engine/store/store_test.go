@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/planrun/planrun/engine"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func openTemp(t *testing.T) *Store {
@@ -289,4 +291,31 @@ func BenchmarkRecordRun(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestAbandonRunsClosesOnlyRunningRunsOfThePlan(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(filepath.Join(t.TempDir(), "runs.db"))
+	require.NoError(t, err)
+	defer st.Close()
+	now := time.Now().UTC()
+	for _, r := range []engine.RunRecord{
+		{ID: "dead-1", Plan: "p", Started: now, Status: engine.StatusRunning},
+		{ID: "done-1", Plan: "p", Started: now, Status: engine.StatusRunning},
+		{ID: "other-1", Plan: "q", Started: now, Status: engine.StatusRunning},
+	} {
+		require.NoError(t, st.StartRun(ctx, r))
+	}
+	require.NoError(t, st.FinishRun(ctx, engine.RunRecord{ID: "done-1", Finished: now, Status: engine.StatusSuccess}))
+	n, err := st.AbandonRuns(ctx, "p", now)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	r, _, err := st.Run(ctx, "dead-1")
+	require.NoError(t, err)
+	assert.Equal(t, engine.StatusInterrupted, r.Status)
+	assert.Contains(t, r.Error, "process died")
+	r, _, _ = st.Run(ctx, "done-1")
+	assert.Equal(t, engine.StatusSuccess, r.Status)
+	r, _, _ = st.Run(ctx, "other-1")
+	assert.Equal(t, engine.StatusRunning, r.Status, "other plans are not touched")
 }
