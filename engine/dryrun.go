@@ -61,8 +61,8 @@ func DryRun(w io.Writer, p *Plan, scope *Scope) error {
 				problems++
 			case ok:
 				out(": would run (when %s → true)\n", s.When)
-			case s.whenStatus:
-				out(": skipped unless an earlier step fails (when %s)\n", s.When)
+			case s.whenStatus && whenAfterFailure(s, sc):
+				out(": runs only if an earlier step fails (when %s)\n", s.When)
 				continue
 			default:
 				out(": skipped (when %s → false)\n", s.When)
@@ -149,4 +149,16 @@ func setFlow(n *yaml.Node) {
 		setFlow(&cp)
 		n.Content[i] = &cp
 	}
+}
+
+// whenAfterFailure evaluates a `when` as if an earlier step had failed.
+func whenAfterFailure(s *Step, sc map[string]any) bool {
+	failed := make(map[string]any, len(sc))
+	for k, v := range sc {
+		failed[k] = v
+	}
+	failed["success"] = func() bool { return false }
+	failed["failure"] = func() bool { return true }
+	ok, err := EvalBool(s.when, s.When, failed)
+	return err == nil && ok
 }

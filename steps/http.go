@@ -281,7 +281,7 @@ basic_auth and expect_json.`,
 	Preview: func(env *engine.Env, p *HTTPGetParams) []string {
 		out := []string{"get: " + env.Secrets.Redact(p.URL)}
 		if p.Save != nil {
-			out = append(out, p.Save.Describe())
+			out = append(out, "write: "+p.Save.Describe())
 		}
 		return out
 	},
