@@ -87,7 +87,7 @@ non-zero discards the artifact.`,
 	Preview: func(env *engine.Env, p *MongodumpParams) []string {
 		return []string{
 			"run: " + proc.CommandLine(env.Secrets, p.Mongodump, p.args("<private 0600 file with the uri>")...),
-			"write: "+p.WriteOptions.Describe(),
+			"write: " + p.WriteOptions.Describe(),
 		}
 	},
 	Run: runMongodump,

@@ -92,7 +92,7 @@ data, the artifact is discarded and the step fails with pg_dump's stderr.`,
 		s := p.PGConn.previewSession(env)
 		return []string{
 			"run: " + proc.CommandLine(env.Secrets, p.PgDump, p.args(s)...) + " (password via PGPASSFILE)",
-			"write: "+p.WriteOptions.Describe(),
+			"write: " + p.WriteOptions.Describe(),
 		}
 	},
 	Run: runPgDump,
