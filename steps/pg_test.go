@@ -293,3 +293,19 @@ func TestPgRestoreTruncatedArtifactCommitsNothing(t *testing.T) {
 		t.Errorf("%s tables committed from a truncated dump", n)
 	}
 }
+
+// A uri without a password (the password coming from password_env) runs:
+// only the password is secret, not the whole URI that goes to --dbname.
+func TestPgDumpURIWithPasswordEnv(t *testing.T) {
+	pgEnv(t)
+	db := pgScratchDB(t, 10)
+	uri := fmt.Sprintf("postgres://%s@%s:%s/%s?sslmode=disable", os.Getenv("PGUSER"), os.Getenv("PGHOST"), os.Getenv("PGPORT"), db)
+	out := filepath.Join(t.TempDir(), "db.dump.zst")
+	res, err := dbRun(t, PgDump, dbEnv(t, "APP_PGPASS=unused-with-trust-auth"), fmt.Sprintf("uri: %s\npassword_env: APP_PGPASS\noutput: %s", uri, out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res["path"] != out {
+		t.Errorf("outputs: %v", res)
+	}
+}

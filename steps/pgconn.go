@@ -18,7 +18,7 @@ import (
 // command line: they are written to a 0600 PGPASSFILE in the step's private
 // temp dir (a URI's password is taken out of the URI for that).
 type PGConn struct {
-	URI         string `yaml:"uri" secret:"true" doc:"postgres:// connection URI (instead of host/port/user/database); its password is moved to a PGPASSFILE"`
+	URI         string `yaml:"uri" doc:"postgres:// connection URI (instead of host/port/user/database); its password is moved to a PGPASSFILE"`
 	Host        string `yaml:"host" doc:"server host or socket directory (default: libpq's, e.g. PGHOST)"`
 	Port        int    `yaml:"port" doc:"server port (default: libpq's, e.g. PGPORT or 5432)"`
 	User        string `yaml:"user" doc:"role name (default: libpq's, e.g. PGUSER)"`
@@ -93,12 +93,22 @@ func (c *PGConn) resolve(env *engine.Env) (*pgSession, string, error) {
 		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 			return nil, "", errors.New("uri: not a valid postgres:// URI")
 		}
+		// Only the password is secret (masking the whole URI would also
+		// refuse it as an argument): it moves to the PGPASSFILE.
 		if pw, ok := u.User.Password(); ok {
 			env.Secrets.Add(pw)
 			if password == "" {
 				password = pw
 			}
 			u.User = url.User(u.User.Username())
+		}
+		if q := u.Query(); q.Has("password") {
+			env.Secrets.Add(q.Get("password"))
+			if password == "" {
+				password = q.Get("password")
+			}
+			q.Del("password")
+			u.RawQuery = q.Encode()
 		}
 		s.dbname = u.String()
 	} else {

@@ -27,10 +27,26 @@ func TimeFromName(name string, loc *time.Location) (time.Time, bool) {
 				m[g] = name[i+loc0[2*g] : i+loc0[2*g+1]]
 			}
 		}
+		start := i + loc0[0]
+		if start > 0 && isDigit(name[start-1]) {
+			// inside a longer number ("120240102..."): not a stamp here
+			i = start
+			continue
+		}
 		if t, ok := stampTime(m, loc); ok {
 			return t, true
 		}
-		i += loc0[0] // next try starts one past this candidate
+		// An invalid time part ("-2500", a pid or sequence number) must not
+		// shift the match onto a made-up date: try the date alone.
+		dateEnd := i + loc0[7]
+		if m[4] != "" && (dateEnd >= len(name) || !isDigit(name[dateEnd])) {
+			d := append([]string(nil), m...)
+			d[4], d[5], d[6], d[7] = "", "", "", ""
+			if t, ok := stampTime(d, loc); ok {
+				return t, true
+			}
+		}
+		i = start // next try starts one past this candidate
 	}
 	return time.Time{}, false
 }
@@ -54,3 +70,5 @@ func stampTime(m []string, loc *time.Location) (time.Time, bool) {
 	}
 	return t, true
 }
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }

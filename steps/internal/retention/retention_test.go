@@ -21,6 +21,11 @@ func TestTimeFromName(t *testing.T) {
 		{"build-1234-20240230.tar", time.Time{}, false}, // Feb 30 is no date
 		{"v1-99999999-20240301.tar", time.Date(2024, 3, 1, 0, 0, 0, 0, local), true},
 		{"backup.tar.zst", time.Time{}, false},
+		// an invalid time part (a pid or sequence number) leaves the date alone
+		{"app-20240102-2500.dump", time.Date(2024, 1, 2, 0, 0, 0, 0, local), true},
+		{"app-20240102-2500-7.dump", time.Date(2024, 1, 2, 0, 0, 0, 0, local), true},
+		// digits glued before the stamp are not a date start
+		{"id120240102.tar", time.Time{}, false},
 	}
 	for _, c := range cases {
 		got, ok := TimeFromName(c.name, local)
