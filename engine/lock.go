@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // ErrLocked is returned when another run of the same plan holds the lock.
@@ -31,9 +33,10 @@ type Lock struct {
 	f *os.File
 }
 
-// AcquireLock takes the plan's lock. With wait it blocks until free;
-// otherwise it fails at once with *ErrLocked.
-func AcquireLock(stateDir, plan, runID string, wait bool) (*Lock, error) {
+// AcquireLock takes the plan's lock. With wait it polls until the lock is
+// free or ctx ends (a signal while waiting stops the wait); otherwise it
+// fails at once with *ErrLocked.
+func AcquireLock(ctx context.Context, stateDir, plan, runID string, wait bool) (*Lock, error) {
 	dir := filepath.Join(stateDir, "locks")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
@@ -43,14 +46,21 @@ func AcquireLock(stateDir, plan, runID string, wait bool) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
-	how := syscall.LOCK_EX
-	if !wait {
-		how |= syscall.LOCK_NB
-	}
 	for {
-		err = syscall.Flock(int(f.Fd()), how)
-		if !errors.Is(err, syscall.EINTR) {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if !wait || !errors.Is(err, syscall.EWOULDBLOCK) {
 			break
+		}
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			f.Close()
+			return nil, fmt.Errorf("waiting for the lock of plan %q: %w", plan, context.Cause(ctx))
+		case <-t.C:
 		}
 	}
 	if err != nil {

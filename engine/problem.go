@@ -47,17 +47,17 @@ func (ps Problems) sort() {
 // Suggest returns the candidate closest to s when it is close enough to be
 // a plausible typo, else "".
 func Suggest(s string, candidates []string) string {
+	sorted := append([]string(nil), candidates...)
+	sort.Strings(sorted) // ties resolve the same way every time
 	best, bestD := "", 1<<30
-	for _, c := range candidates {
+	for _, c := range sorted {
 		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestD {
 			best, bestD = c, d
 		}
 	}
-	limit := len(s) / 3
-	if limit < 2 {
-		limit = 2
-	}
-	if bestD <= limit {
+	limit := max(2, len(s)/3)
+	// A "typo" that changes every character is no typo.
+	if bestD <= limit && bestD < len(s) && bestD < len(best) {
 		return best
 	}
 	return ""

@@ -80,12 +80,22 @@ type run struct {
 	steps   map[string]*stepState
 	host    string
 
-	failed        bool   // a step failed (without continue_on_error)
-	backupFailed  string // id of a failed backup step, for the interlock
-	interrupted   error  // signal cause, once interrupted
+	failed        bool            // a step failed (without continue_on_error)
+	backupFailed  string          // id of a failed backup step, for the interlock
+	interrupted   error           // signal cause, once interrupted
+	outer         context.Context // the caller's (signal) context, without the plan timeout
 	timedOut      bool
 	firstErr      error
 	monitorFailed bool
+}
+
+// storeWrite runs one run-store write under its own bounded context:
+// records are written whatever signals arrived, so a run is never left
+// without its outcome.
+func storeWrite[T any](write func(ctx context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return write(ctx)
 }
 
 // NewRunID returns a random UUID (v4): unique, and usable as a
@@ -130,16 +140,25 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 	}
 
 	if !o.NoLock {
-		lock, err := AcquireLock(o.StateDir, p.Name, r.id, o.Wait)
+		lock, err := AcquireLock(ctx, o.StateDir, p.Name, r.id, false)
+		var held *ErrLocked
+		if errors.As(err, &held) && o.Wait {
+			r.log.Warn("waiting for the lock", "holder", held.Holder)
+			lock, err = AcquireLock(ctx, o.StateDir, p.Name, r.id, true)
+		}
 		if err != nil {
 			r.log.Error("cannot start", "err", err)
-			r.notify(o.Hard, "fail", 1, "planrun: run not started: "+err.Error())
-			code := ExitLocked
+			code, status := ExitFailed, StatusFailed
 			var le *ErrLocked
-			if !errors.As(err, &le) {
-				code = ExitFailed
+			var sc SignalCause
+			switch {
+			case errors.As(err, &le):
+				code = ExitLocked
+			case errors.As(context.Cause(ctx), &sc): // signalled while waiting (--wait)
+				code, status = sc.ExitCode(), StatusInterrupted
 			}
-			return Result{RunID: r.id, Status: StatusFailed, ExitCode: code, Err: err, LogFile: r.logFile}
+			r.notify(o.Hard, "fail", code, "planrun: run not started: "+err.Error())
+			return Result{RunID: r.id, Status: status, ExitCode: code, Err: err, LogFile: r.logFile}
 		}
 		defer lock.Release()
 	}
@@ -149,14 +168,15 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 		Trigger: o.Trigger, PID: os.Getpid(), Started: scope.Started, Status: StatusRunning, LogFile: r.logFile,
 	}
 	if a, ok := o.Recorder.(Abandoner); ok && !o.NoLock {
-		if n, err := a.AbandonRuns(o.Hard, p.Name, time.Now().UTC()); err != nil {
+		n, err := storeWrite(func(ctx context.Context) (int, error) { return a.AbandonRuns(ctx, p.Name, time.Now().UTC()) })
+		if err != nil {
 			r.log.Error("run store", "err", err)
 		} else if n > 0 {
 			r.log.Warn("earlier runs of this plan never finished (their process died); recorded as interrupted", "runs", n)
 		}
 	}
 	if o.Recorder != nil {
-		if err := o.Recorder.StartRun(o.Hard, rec); err != nil {
+		if _, err := storeWrite(func(ctx context.Context) (any, error) { return nil, o.Recorder.StartRun(ctx, rec) }); err != nil {
 			r.log.Error("run store", "err", err)
 			return Result{RunID: r.id, Status: StatusFailed, ExitCode: ExitFailed, Err: fmt.Errorf("run store: %w", err), LogFile: r.logFile}
 		}
@@ -164,6 +184,7 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 	r.log.Info("run started", "file", p.File, "steps", len(p.Steps), "log", r.logFile)
 	r.notify(ctx, "start", 0, "")
 
+	r.outer = ctx
 	runCtx := ctx
 	if p.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -173,6 +194,7 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 	for i, s := range p.Steps {
 		r.runStep(runCtx, i, s)
 	}
+	r.noteCancel(runCtx) // a signal during the last step
 
 	res := Result{RunID: r.id, LogFile: r.logFile}
 	switch {
@@ -208,7 +230,7 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 		rec.Error = scope.Secrets.Redact(res.Err.Error())
 	}
 	if o.Recorder != nil {
-		if err := o.Recorder.FinishRun(o.Hard, rec); err != nil {
+		if _, err := storeWrite(func(ctx context.Context) (any, error) { return nil, o.Recorder.FinishRun(ctx, rec) }); err != nil {
 			r.log.Error("run store", "err", err)
 		}
 	}
@@ -260,6 +282,14 @@ func (r *run) noteCancel(ctx context.Context) {
 		return
 	}
 	cause := context.Cause(ctx)
+	// A signal that arrives after the plan timeout still interrupts.
+	if sig := context.Cause(r.outer); r.outer.Err() != nil && r.interrupted == nil && !errors.Is(sig, errPlanTimeout) {
+		r.interrupted = sig
+		r.log.Warn("interrupted: running only always()/failure() steps", "cause", sig.Error())
+		if !errors.Is(cause, errPlanTimeout) {
+			return
+		}
+	}
 	if errors.Is(cause, errPlanTimeout) {
 		if !r.timedOut {
 			r.timedOut = true

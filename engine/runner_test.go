@@ -365,14 +365,14 @@ steps:
     type: echo
     with: {value: x}
 `
-	lock, err := engine.AcquireLock(h.state, "locked", "other-run", false)
+	lock, err := engine.AcquireLock(context.Background(), h.state, "locked", "other-run", false)
 	require.NoError(t, err)
 	res := h.apply(context.Background(), src)
 	assert.Equal(t, engine.ExitLocked, res.ExitCode)
 	var le *engine.ErrLocked
 	require.ErrorAs(t, res.Err, &le)
 	assert.Contains(t, le.Error(), "other-run")
-	assert.Equal(t, []string{"fail:1"}, h.fakes.signals, "a run that cannot start still signals fail")
+	assert.Equal(t, []string{"fail:3"}, h.fakes.signals, "a run that cannot start still signals fail, with exit code 3")
 	assert.Empty(t, h.rec.runs, "nothing recorded for a run that never started")
 	lock.Release()
 
@@ -462,18 +462,18 @@ func TestPrepareVarOverrideMustExist(t *testing.T) {
 
 func TestLockExcludesSecondHolder(t *testing.T) {
 	dir := t.TempDir()
-	l1, err := engine.AcquireLock(dir, "p", "run-1", false)
+	l1, err := engine.AcquireLock(context.Background(), dir, "p", "run-1", false)
 	require.NoError(t, err)
-	_, err = engine.AcquireLock(dir, "p", "run-2", false)
+	_, err = engine.AcquireLock(context.Background(), dir, "p", "run-2", false)
 	var le *engine.ErrLocked
 	require.True(t, errors.As(err, &le))
 	assert.Contains(t, le.Holder, "run-1")
 	assert.Contains(t, le.Holder, fmt.Sprintf("pid %d", os.Getpid()))
-	other, err := engine.AcquireLock(dir, "other-plan", "run-3", false)
+	other, err := engine.AcquireLock(context.Background(), dir, "other-plan", "run-3", false)
 	require.NoError(t, err, "locks are per plan")
 	other.Release()
 	l1.Release()
-	l2, err := engine.AcquireLock(dir, "p", "run-2", false)
+	l2, err := engine.AcquireLock(context.Background(), dir, "p", "run-2", false)
 	require.NoError(t, err)
 	l2.Release()
 }

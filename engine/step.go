@@ -190,6 +190,10 @@ func (t *Type) KindFor(p any) Kind {
 	return t.kindOf(p)
 }
 
+// MayBackup reports whether a step of this type can be a backup step (for
+// the interlock when its params cannot even be decoded).
+func (t *Type) MayBackup() bool { return t.Kind == KindBackup || t.kindOf != nil }
+
 // Run decodes nothing: p must come from t.Decode.
 func (t *Type) Run(ctx context.Context, env *Env, p any) (Outputs, error) {
 	return t.run(ctx, env, p)

@@ -51,7 +51,12 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 		r.record(AttemptRecord{RunID: r.id, StepID: s.ID, StepType: s.TypeName, Status: StatusSkipped,
 			Started: started, Finished: started, Reason: reason})
 	}
-	kind := s.Type.Kind // refined from the params once decoded
+	// The kind is refined from the params once decoded; a failure before
+	// that counts as a failed backup if the type can be one.
+	kind := s.Type.Kind
+	if s.Type.MayBackup() {
+		kind = KindBackup
+	}
 	fail := func(err error) {
 		msg := r.scope.Secrets.Redact(err.Error())
 		st.outcome = StatusFailed
@@ -149,6 +154,9 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 	}
 	if r.interrupted != nil && parent == ctx {
 		st.status, st.outcome = StatusInterrupted, StatusInterrupted
+		if kind == KindBackup && r.backupFailed == "" {
+			r.backupFailed = s.ID // a stopped backup is no backup: hold destructive steps
+		}
 		log.Error("step interrupted", "err", r.scope.Secrets.Redact(lastErr.Error()))
 		return
 	}
@@ -235,7 +243,7 @@ func (r *run) record(a AttemptRecord) {
 	if r.opts.Recorder == nil {
 		return
 	}
-	if err := r.opts.Recorder.RecordAttempt(r.opts.Hard, a); err != nil {
+	if _, err := storeWrite(func(ctx context.Context) (any, error) { return nil, r.opts.Recorder.RecordAttempt(ctx, a) }); err != nil {
 		r.log.Error("run store", "err", err)
 	}
 }

@@ -37,6 +37,7 @@ func TestScripts(t *testing.T) {
 			"pidgone":  cmdPidGone,
 			"chmod":    cmdChmod,
 			"sigterm":  cmdSigterm,
+			"waitglob": cmdWaitGlob,
 		},
 	})
 }
@@ -99,4 +100,24 @@ func cmdSigterm(ts *testscript.TestScript, neg bool, args []string) {
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	ts.Check(err)
 	ts.Check(syscall.Kill(pid, syscall.SIGTERM))
+}
+
+// waitglob N PATTERN TEXT: poll until N files match PATTERN and one of
+// them contains TEXT (up to 30s).
+func cmdWaitGlob(ts *testscript.TestScript, neg bool, args []string) {
+	n, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		m, _ := filepath.Glob(ts.MkAbs(args[1]))
+		if len(m) >= n {
+			for _, f := range m {
+				if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), args[2]) {
+					return
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ts.Fatalf("no %d files matching %s with %q", n, args[1], args[2])
 }
