@@ -93,6 +93,10 @@ func (l *loader) load(data []byte) *Plan {
 		return nil
 	}
 	root := doc.Content[0]
+	if n, msg := checkAliases(root, map[*yaml.Node]bool{}, new(int)); msg != "" {
+		l.errf(n, "%s", msg)
+		return nil
+	}
 	expandMerges(root, 0)
 	if root.Kind != yaml.MappingNode {
 		l.errf(root, "a plan must be a mapping with keys version, name, steps, ...")
@@ -166,6 +170,41 @@ func (l *loader) load(data []byte) *Plan {
 	}
 	l.checkRefs(p)
 	return p
+}
+
+// maxExpandedNodes bounds what aliases may expand to ("billion laughs").
+const maxExpandedNodes = 100_000
+
+// checkAliases rejects alias cycles (an anchor used inside itself) and
+// alias chains that expand to more than maxExpandedNodes nodes: every
+// later walk follows aliases and must terminate, small.
+func checkAliases(n *yaml.Node, active map[*yaml.Node]bool, count *int) (*yaml.Node, string) {
+	if n == nil {
+		return nil, ""
+	}
+	*count++
+	if *count > maxExpandedNodes {
+		return n, fmt.Sprintf("aliases expand to more than %d nodes", maxExpandedNodes)
+	}
+	if n.Kind == yaml.AliasNode {
+		if n.Alias == nil {
+			return n, fmt.Sprintf("alias *%s refers to nothing", n.Value)
+		}
+		if active[n.Alias] {
+			return n, fmt.Sprintf("alias *%s refers to itself", n.Value)
+		}
+		active[n.Alias] = true
+		defer delete(active, n.Alias)
+		return checkAliases(n.Alias, active, count)
+	}
+	active[n] = true
+	defer delete(active, n)
+	for _, c := range n.Content {
+		if bad, msg := checkAliases(c, active, count); msg != "" {
+			return bad, msg
+		}
+	}
+	return nil, ""
 }
 
 // expandMerges applies YAML merge keys (<<: *anchor) in place.
