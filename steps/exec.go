@@ -41,10 +41,13 @@ func (p *ExecParams) environ(env *engine.Env) []string {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	added := make([]string, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, k+"="+p.Env[k])
+		added = append(added, k+"="+p.Env[k])
 	}
-	return out
+	// Literal secrets in env: (PGPASSWORD: ...) are masked like the plan's.
+	env.Secrets.AddEnv(added)
+	return append(out, added...)
 }
 
 // Exec runs a command: the escape hatch for anything without a built-in step.
