@@ -332,21 +332,33 @@ func (w *Writer) Commit() (Result, error) {
 			return fail(errors.New("appeared while writing; not replacing it (set overwrite: true to replace)"))
 		}
 	}
-	// Sidecar first (its own atomic write), so a published artifact always has one.
+	// The sidecar is written (synced) under a temporary name first and
+	// renamed only after the artifact is published: a failed publish never
+	// leaves a sidecar that describes some other file.
 	side := fmt.Sprintf("%s  %s\n", sum, filepath.Base(final))
-	if err := WriteFileAtomic(final+".sha256", []byte(side), 0o600); err != nil {
+	sideTmp, err := writeTemp(filepath.Dir(final), filepath.Base(final)+".sha256", []byte(side), 0o600)
+	if err != nil {
 		return fail(err)
 	}
-	if !w.opts.Overwrite {
-		// Link fails if the name appeared meanwhile: never clobber.
-		if err := os.Link(w.tmpName, final); err != nil {
-			return fail(fmt.Errorf("publish: %w", err))
+	publish := func() error {
+		if !w.opts.Overwrite {
+			// Link fails if the name appeared meanwhile: never clobber.
+			if err := os.Link(w.tmpName, final); err != nil {
+				return err
+			}
+			return os.Remove(w.tmpName)
 		}
-		os.Remove(w.tmpName)
-	} else if err := os.Rename(w.tmpName, final); err != nil {
+		return os.Rename(w.tmpName, final)
+	}
+	if err := publish(); err != nil {
+		os.Remove(sideTmp)
 		return fail(fmt.Errorf("publish: %w", err))
 	}
 	w.done = true
+	if err := os.Rename(sideTmp, final+".sha256"); err != nil {
+		os.Remove(sideTmp)
+		return Result{}, fmt.Errorf("artifact %s: sidecar: %w", final, err)
+	}
 	if err := SyncDir(filepath.Dir(final)); err != nil {
 		return Result{}, err
 	}
@@ -382,30 +394,39 @@ func (w *Writer) Abort() {
 // WriteFileAtomic writes a small file via temp + fsync + rename + dir fsync.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	tmp, err := writeTemp(dir, filepath.Base(path), data, perm)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	return SyncDir(dir)
+}
+
+// writeTemp writes data, synced, to a new temporary file in dir named
+// after base, and returns its path.
+func writeTemp(dir, base string, data []byte, perm os.FileMode) (string, error) {
+	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return "", err
+	}
+	err = tmp.Chmod(perm)
+	if err == nil {
+		_, err = tmp.Write(data)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", err
+	}
+	return tmp.Name(), nil
 }
 
 // SyncDir fsyncs a directory so a rename in it is durable.

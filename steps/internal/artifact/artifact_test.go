@@ -253,6 +253,32 @@ func TestRefusesToOverwrite(t *testing.T) {
 	assertOnly(t, filepath.Dir(out), "x.zst", "x.zst.sha256")
 }
 
+// A file that appears under the final name while we write is neither
+// replaced nor given our checksum: its sidecar stays its own.
+func TestNameAppearingDuringWriteKeepsItsSidecar(t *testing.T) {
+	env, _ := testEnv(t)
+	out := filepath.Join(t.TempDir(), "x.zst")
+	w, err := Create(context.Background(), env, WriteOptions{Output: out, Compress: "zstd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("ours")); err != nil {
+		t.Fatal(err)
+	}
+	write(t, env, WriteOptions{Output: out, Compress: "none"}, []byte("theirs"))
+	side, _ := os.ReadFile(out + ".sha256")
+	if _, err := w.Commit(); err == nil {
+		t.Fatal("commit replaced a file that appeared meanwhile")
+	}
+	if b, _ := os.ReadFile(out); string(b) != "theirs" {
+		t.Fatalf("artifact changed: %q", b)
+	}
+	if b, _ := os.ReadFile(out + ".sha256"); string(b) != string(side) {
+		t.Fatalf("sidecar changed: %q, was %q", b, side)
+	}
+	assertOnly(t, filepath.Dir(out), "x.zst", "x.zst.sha256")
+}
+
 // assertOnly fails unless dir holds exactly names (no temp files).
 func assertOnly(t *testing.T, dir string, names ...string) {
 	t.Helper()
