@@ -30,11 +30,13 @@ type QdrantConn struct {
 }
 
 type qdrantClient struct {
-	base   string
-	key    string
-	http   *retryablehttp.Client
-	env    *engine.Env
-	header http.Header
+	base string
+	key  string
+	http *retryablehttp.Client
+	// createHTTP retries snapshot creation only on error answers.
+	createHTTP *retryablehttp.Client
+	env        *engine.Env
+	header     http.Header
 }
 
 func (c *QdrantConn) client(env *engine.Env) (*qdrantClient, error) {
@@ -53,9 +55,17 @@ func (c *QdrantConn) client(env *engine.Env) (*qdrantClient, error) {
 	if key != "" {
 		env.Secrets.Add(key)
 	}
+	opts := httpx.Options{Retries: c.Retries, HeaderTimeout: time.Duration(c.Timeout), Log: env.Log}
+	createHTTP := httpx.New(opts)
+	createHTTP.CheckRetry = func(ctx context.Context, resp *http.Response, err error) (bool, error) {
+		if err != nil {
+			return false, err // no answer: the snapshot may exist, never create a second
+		}
+		return retryablehttp.DefaultRetryPolicy(ctx, resp, nil)
+	}
 	return &qdrantClient{
 		base: strings.TrimRight(c.URL, "/"), key: key, env: env,
-		http: httpx.New(httpx.Options{Retries: c.Retries, HeaderTimeout: time.Duration(c.Timeout), Log: env.Log}),
+		http: httpx.New(opts), createHTTP: createHTTP,
 	}, nil
 }
 
@@ -287,7 +297,12 @@ func (q *qdrantClient) snapshotOne(ctx context.Context, p *QdrantSnapshotParams,
 	}
 	base := qdrantSnapshotsPath(coll)
 	var desc qdrantSnapshot
-	if err := q.call(ctx, http.MethodPost, base+"?wait=true", nil, &desc); err != nil {
+	// Creation is retried only on an error answer: after a timeout or a
+	// dropped connection the server may have made the snapshot, and a
+	// retry would leave a second one filling its disk.
+	create := *q
+	create.http = q.createHTTP
+	if err := create.call(ctx, http.MethodPost, base+"?wait=true", nil, &desc); err != nil {
 		return artifact.Result{}, "", fmt.Errorf("snapshot of %s: %w", what, err)
 	}
 	if desc.Name == "" {
