@@ -387,7 +387,9 @@ Example: RabbitMQ definitions import is POST {mgmt}/api/definitions.`,
 				return nil, fmt.Errorf("input: %w", err)
 			}
 			f.Close()
-			body = func() (io.Reader, error) { return artifact.Open(p.Input, p.ReadOptions) }
+			body = func() (io.Reader, error) {
+				return artifact.OpenWith(ctx, env, p.Input, p.ReadOptions, artifact.Plain|artifact.VerifySidecar)
+			}
 		case p.Body != "":
 			body = func() (io.Reader, error) { return strings.NewReader(p.Body), nil }
 		}

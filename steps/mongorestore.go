@@ -91,7 +91,7 @@ func runMongorestore(ctx context.Context, env *engine.Env, p *MongorestoreParams
 	if err != nil {
 		return nil, err
 	}
-	src, err := artifact.Open(p.Input, p.ReadOptions)
+	src, err := artifact.OpenWith(ctx, env, p.Input, p.ReadOptions, artifact.Plain|artifact.VerifySidecar)
 	if err != nil {
 		return nil, fmt.Errorf("input: %w", err)
 	}

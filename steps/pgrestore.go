@@ -159,7 +159,7 @@ func runPgRestore(ctx context.Context, env *engine.Env, p *PgRestoreParams) (eng
 		return nil, err
 	}
 	defer s.close()
-	src, err := artifact.Open(p.Input, p.ReadOptions)
+	src, err := artifact.OpenWith(ctx, env, p.Input, p.ReadOptions, artifact.Plain|artifact.VerifySidecar)
 	if err != nil {
 		return nil, fmt.Errorf("input: %w", err)
 	}

@@ -52,7 +52,7 @@ func (c *resticCall) backup(ctx context.Context, p *ResticParams) (engine.Output
 	switch {
 	case p.StdinFile != "":
 		_, err = c.backupStdin(ctx, p.backupArgs("stdin"), lw, func(w io.Writer) error {
-			r, err := artifact.Open(p.StdinFile, p.ReadOptions)
+			r, err := artifact.OpenWith(ctx, c.env, p.StdinFile, p.ReadOptions, artifact.Plain|artifact.VerifySidecar)
 			if err != nil {
 				return fmt.Errorf("stdin_file: %w", err)
 			}

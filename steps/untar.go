@@ -38,7 +38,7 @@ var Untar = engine.Def[UntarParams]{
 		return []string{"read: " + p.Input, "write: files under " + p.Target}
 	},
 	Run: func(ctx context.Context, env *engine.Env, p *UntarParams) (engine.Outputs, error) {
-		r, err := artifact.OpenWith(ctx, env, p.Input, p.ReadOptions, artifact.Plain)
+		r, err := artifact.OpenWith(ctx, env, p.Input, p.ReadOptions, artifact.Plain|artifact.VerifySidecar)
 		if err != nil {
 			return nil, err
 		}

@@ -419,3 +419,38 @@ func TestDescribe(t *testing.T) {
 		t.Errorf("Describe() = %q", got)
 	}
 }
+
+// A zstd artifact cut exactly at a frame boundary decodes cleanly; a
+// restore that opens with VerifySidecar still refuses it at the end.
+func TestVerifySidecarCatchesCutAtFrameBoundary(t *testing.T) {
+	env, _ := testEnv(t)
+	out := filepath.Join(t.TempDir(), "dump.sql.zst")
+	write(t, env, WriteOptions{Output: out, Compress: "zstd"}, sample(t, 6<<20))
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := bytes.Index(b[4:], zstdMagic) + 4 // start of the second frame
+	if cut < 4 {
+		t.Fatal("expected several zstd frames")
+	}
+	if err := os.WriteFile(out, b[:cut], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	read := func(mode OpenMode) error {
+		r, err := OpenWith(context.Background(), env, out, ReadOptions{}, mode)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		_, err = io.Copy(io.Discard, r)
+		return err
+	}
+	if err := read(Plain); err != nil {
+		t.Fatalf("the cut stream is expected to decode cleanly without the check: %v", err)
+	}
+	err = read(Plain | VerifySidecar)
+	if err == nil || !strings.Contains(err.Error(), "does not match its .sha256 sidecar") {
+		t.Fatalf("VerifySidecar: %v", err)
+	}
+}

@@ -40,6 +40,7 @@ type Reader struct {
 	plain  io.Reader
 	close  func() error
 	raw    *hashingReader
+	want   string // sidecar sum to check at EOF (VerifySidecar)
 	ctx    context.Context
 	prog   *progress
 	stats  *engine.Stats
@@ -58,6 +59,11 @@ const (
 	// HashRaw (or-ed into a mode) computes the sha256 of the raw file
 	// while reading, for SHA256.
 	HashRaw OpenMode = 1 << 4
+	// VerifySidecar (or-ed into a mode) makes the end of the stream an
+	// error unless the raw file matches its <path>.sha256, when it has one:
+	// restores must not accept a file cut at a compression frame boundary,
+	// which decodes cleanly.
+	VerifySidecar OpenMode = 1 << 5
 )
 
 // OpenWith opens an artifact for streaming with cancellation, progress,
@@ -79,6 +85,16 @@ func OpenWith(ctx context.Context, env *engine.Env, path string, opts ReadOption
 		r.stats = env.Stats
 	}
 	r.raw = &hashingReader{r: f}
+	if mode&VerifySidecar != 0 {
+		if sum, err := ReadSidecar(path); err == nil {
+			r.want = sum
+			mode |= HashRaw
+		} else if !os.IsNotExist(err) {
+			f.Close()
+			return nil, err
+		}
+		mode &^= VerifySidecar
+	}
 	if mode&HashRaw != 0 {
 		r.raw.h = sha256.New()
 		mode &^= HashRaw
@@ -138,6 +154,16 @@ func (r *Reader) Read(p []byte) (int, error) {
 		r.prog.add(int(d))
 		if r.stats != nil {
 			r.stats.BytesIn.Add(d)
+		}
+	}
+	if err == io.EOF && r.want != "" {
+		want := r.want
+		r.want = "" // checked once
+		if _, derr := r.Drain(); derr != nil {
+			return n, derr
+		}
+		if got := r.SHA256(); got != want {
+			return n, fmt.Errorf("%s: sha256 %s does not match its .sha256 sidecar (%s): truncated or altered", r.Path, got[:12], want[:12])
 		}
 	}
 	return n, err
