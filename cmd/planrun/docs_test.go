@@ -58,3 +58,16 @@ func TestStepTypesAreDocumented(t *testing.T) {
 		assert.NoError(t, err, "example of %s", n)
 	}
 }
+
+// The README's example plan is valid.
+func TestReadmeExamplePlanValidates(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	s := string(readme)
+	i := strings.Index(s, "## A plan")
+	require.True(t, i >= 0)
+	start := strings.Index(s[i:], "```yaml\n") + i + len("```yaml\n")
+	end := strings.Index(s[start:], "```") + start
+	_, err = engine.Load("README.md example", []byte(s[start:end]), steps.All())
+	assert.NoError(t, err)
+}
