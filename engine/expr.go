@@ -82,9 +82,6 @@ func newExprCache() *exprCache {
 	return &exprCache{opts: exprOptions(), progs: map[string]*vm.Program{}, tpls: map[string]*Template{}}
 }
 
-// CompileExpr compiles one expression (the text inside ${{ }} or a `when`).
-func CompileExpr(code string) (*vm.Program, error) { return newExprCache().compile(code) }
-
 func (c *exprCache) compile(code string) (*vm.Program, error) {
 	c.mu.Lock()
 	prog, ok := c.progs[code]

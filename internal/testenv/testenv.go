@@ -6,6 +6,7 @@ package testenv
 
 import (
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -42,7 +43,7 @@ func Require(t testing.TB, what string, names ...string) map[string]string {
 // Fatal under CI) and returns its path.
 func RequireTool(t testing.TB, name string) string {
 	t.Helper()
-	p, err := lookPath(name)
+	p, err := exec.LookPath(name)
 	if err != nil {
 		if InCI() {
 			t.Fatalf("%s not installed: %v", name, err)

@@ -391,20 +391,6 @@ func (w *Writer) Abort() {
 	os.Remove(w.tmpName)
 }
 
-// WriteFileAtomic writes a small file via temp + fsync + rename + dir fsync.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := writeTemp(dir, filepath.Base(path), data, perm)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return SyncDir(dir)
-}
-
 // writeTemp writes data, synced, to a new temporary file in dir named
 // after base, and returns its path.
 func writeTemp(dir, base string, data []byte, perm os.FileMode) (string, error) {
