@@ -59,6 +59,11 @@ func (p *PgRestoreParams) Validate() error {
 	if p.Create && p.RecreateDatabase {
 		return errors.New("give create or recreate_database, not both")
 	}
+	if p.Create && len(p.VerifyCounts) > 0 {
+		// With create, database names the database pg_restore connects to
+		// first, not the one it creates: counts would read the wrong one.
+		return errors.New("verify_counts cannot be combined with create: restore into database with recreate_database instead")
+	}
 	if p.DropAfter && (p.Create || !p.RecreateDatabase) {
 		return errors.New("drop_after is only allowed with recreate_database (a scratch database this step created)")
 	}
