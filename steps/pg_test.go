@@ -248,9 +248,10 @@ func TestPgDumpValidate(t *testing.T) {
 		}
 	}
 	for with, want := range map[string]string{
-		"database: a\ninput: x\nformat: plain\nclean: true":        "plain",
-		"database: a\ninput: x\njobs: 4\nsingle_transaction: true": "single_transaction",
-		"database: a\ninput: x\ndrop_after: true":                  "drop_after",
+		"database: a\ninput: x\nformat: plain\nclean: true":              "plain",
+		"database: a\ninput: x\njobs: 4\nsingle_transaction: true":       "single_transaction",
+		"database: a\ninput: x\ndrop_after: true":                        "drop_after",
+		"database: postgres\ninput: x\ncreate: true\nverify_counts: [t]": "verify_counts cannot be combined with create",
 	} {
 		if _, probs := dbTryDecode(PgRestore, with); len(probs) == 0 || !strings.Contains(fmt.Sprint(probs), want) {
 			t.Errorf("%q: problems %v, want %q", with, probs, want)
