@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -39,68 +38,10 @@ func transformChecked(ctx context.Context, env *engine.Env, input string, ro art
 		return artifact.Result{}, err
 	}
 	defer w.Abort()
-	if err := copyAhead(w, r); err != nil {
+	if err := r.CopyTo(w); err != nil {
 		return artifact.Result{}, fmt.Errorf("%s → %s: %w", input, wo.Output, err)
 	}
 	return w.Commit()
-}
-
-// copyAhead copies a file-backed reader to w with the reading (and any
-// decryption/decompression in r) on its own goroutine, a few buffers
-// ahead, so that reading overlaps compression, encryption, hashing and
-// writing: on two cores that is the difference between the age CLI's
-// speed and half of it.
-func copyAhead(w io.Writer, r io.Reader) error {
-	const nbuf, size = 4, 1 << 20
-	free := make(chan []byte, nbuf)
-	for i := 0; i < nbuf; i++ {
-		free <- make([]byte, size)
-	}
-	type chunk struct {
-		b   []byte
-		err error
-	}
-	full := make(chan chunk, nbuf)
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer close(full)
-		for {
-			var b []byte
-			select {
-			case b = <-free:
-			case <-stop:
-				return
-			}
-			n, err := io.ReadFull(r, b)
-			if err == io.ErrUnexpectedEOF {
-				err = io.EOF
-			}
-			if n > 0 || err != nil {
-				full <- chunk{b[:n], err}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	defer func() { close(stop); <-done }() // the reader never outlives us
-	for c := range full {
-		if len(c.b) > 0 {
-			if _, err := w.Write(c.b); err != nil {
-				return err
-			}
-		}
-		if c.err == io.EOF {
-			return nil
-		}
-		if c.err != nil {
-			return c.err
-		}
-		free <- c.b[:cap(c.b)]
-	}
-	return nil
 }
 
 func same(a, b string) bool {

@@ -35,15 +35,18 @@ func (l Layers) String() string {
 // are hashed as they are read, so a full read also checks the sha256
 // without reading the file twice.
 type Reader struct {
-	Path   string
-	Layers Layers
-	plain  io.Reader
-	close  func() error
-	raw    *hashingReader
-	want   string // sidecar sum to check at EOF (VerifySidecar)
-	ctx    context.Context
-	prog   *progress
-	stats  *engine.Stats
+	Path    string
+	Layers  Layers
+	plain   io.Reader
+	close   func() error
+	raw     *hashingReader
+	file    *os.File // the raw file; mapped by CopyTo while mapOK
+	mapOK   bool     // the plaintext is the file itself and nothing was read yet
+	counted int64    // raw bytes reported to progress and stats
+	want    string   // sidecar sum to check at EOF (VerifySidecar)
+	ctx     context.Context
+	prog    *progress
+	stats   *engine.Stats
 }
 
 // Options for OpenWith beyond ReadOptions.
@@ -80,7 +83,7 @@ func OpenWith(ctx context.Context, env *engine.Env, path string, opts ReadOption
 	if err != nil {
 		return nil, err
 	}
-	r := &Reader{Path: path, ctx: ctx, close: f.Close, prog: newProgress(env, path)}
+	r := &Reader{Path: path, ctx: ctx, close: f.Close, file: f, prog: newProgress(env, path)}
 	if env != nil {
 		r.stats = env.Stats
 	}
@@ -112,6 +115,7 @@ func OpenWith(ctx context.Context, env *engine.Env, path string, opts ReadOption
 			r.Layers.Compression = "unknown" // inside the encryption
 		}
 		r.plain = br
+		r.mapOK = r.raw.h == nil
 		return r, nil
 	}
 	dec, err := DecryptReader(br, opts)
@@ -148,14 +152,9 @@ func (r *Reader) Read(p []byte) (int, error) {
 	if err := r.ctx.Err(); err != nil {
 		return 0, err
 	}
-	before := r.raw.n.Load()
+	r.mapOK = false
 	n, err := r.plain.Read(p)
-	if d := r.raw.n.Load() - before; d > 0 {
-		r.prog.add(int(d))
-		if r.stats != nil {
-			r.stats.BytesIn.Add(d)
-		}
-	}
+	r.count(r.raw.n.Load())
 	if err == io.EOF && r.want != "" {
 		want := r.want
 		r.want = "" // checked once
@@ -167,6 +166,17 @@ func (r *Reader) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// count reports the raw bytes read up to offset (progress, stats).
+func (r *Reader) count(offset int64) {
+	if d := offset - r.counted; d > 0 {
+		r.counted = offset
+		r.prog.add(int(d))
+		if r.stats != nil {
+			r.stats.BytesIn.Add(d)
+		}
+	}
 }
 
 // WriteTo streams the plaintext to w with large buffers.

@@ -11,8 +11,14 @@ import (
 )
 
 // sinkBuf is the size of the blocks handed to the file: large enough that
-// small writes (tar headers) never become one syscall each.
-const sinkBuf = 1 << 20
+// small writes (tar headers) never become one syscall each, small enough
+// that a block is still in the CPU's cache when the hashing and writing
+// goroutines read it (1 MiB blocks measured 7% slower than 256 KiB for
+// encrypt in RAM; 64 KiB no faster).
+const sinkBuf = 256 << 10
+
+// sinkBlocks is how many blocks are in flight (2 MiB in all).
+const sinkBlocks = 8
 
 // writebackEvery is how often the file's new pages are handed to the disk
 // (sync_file_range, asynchronous), so the fsync at commit waits for the
@@ -42,10 +48,9 @@ type block struct {
 }
 
 func newSink(file *os.File, h hash.Hash) *sink {
-	const blocks = 4
-	s := &sink{file: file, hash: h, free: make(chan *block, blocks),
-		toHash: make(chan *block, blocks), toWrite: make(chan *block, blocks)}
-	for i := 0; i < blocks; i++ {
+	s := &sink{file: file, hash: h, free: make(chan *block, sinkBlocks),
+		toHash: make(chan *block, sinkBlocks), toWrite: make(chan *block, sinkBlocks)}
+	for i := 0; i < sinkBlocks; i++ {
 		s.free <- &block{} // allocated lazily: tiny artifacts stay tiny
 	}
 	s.wg.Add(2)
