@@ -15,7 +15,7 @@ import (
 type TarParams struct {
 	Paths          []string `yaml:"paths" required:"true" doc:"files and directories to archive (stored without the leading /, like GNU tar)"`
 	Exclude        []string `yaml:"exclude" doc:"globs to leave out, GNU tar style: * crosses /, matched against the path and every trailing part of it (\"*.sock\", \"*/cache/*\")"`
-	FollowSymlinks bool     `yaml:"follow_symlinks" doc:"archive what symlinks point to instead of the links"`
+	FollowSymlinks bool     `yaml:"follow_symlinks" doc:"archive what symlinks point to instead of the links; a link back to an enclosing directory is a file system loop, handled like an unreadable file"`
 	OnUnreadable   string   `yaml:"on_unreadable" enum:"error|warn" default:"error" doc:"a file or directory that cannot be read fails the step (error) or is skipped with a warning (warn)"`
 
 	artifact.WriteOptions `yaml:",inline"`

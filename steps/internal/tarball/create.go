@@ -51,7 +51,7 @@ func Create(ctx context.Context, w io.Writer, opts CreateOptions) (Stats, error)
 		return Stats{}, err
 	}
 	c := &creator{ctx: ctx, tw: tar.NewWriter(w), opts: opts, ex: m,
-		links: map[fileID]string{}, buf: make([]byte, 1<<20)}
+		links: map[fileID]string{}, open: map[fileID]string{}, buf: make([]byte, 1<<20)}
 	for _, p := range opts.Skip {
 		if fi, err := os.Stat(p); err == nil {
 			c.skip = append(c.skip, fi)
@@ -97,6 +97,7 @@ type creator struct {
 	opts  CreateOptions
 	ex    *Matcher
 	links map[fileID]string
+	open  map[fileID]string // directories being archived: a loop returns to one
 	buf   []byte
 	st    Stats
 	skip  []fs.FileInfo
@@ -175,6 +176,16 @@ func (c *creator) add(p, name string, fi fs.FileInfo) error {
 	}
 	var entries []os.DirEntry
 	if fi.IsDir() {
+		// A symlink followed to an ancestor, or a bind mount of one, would
+		// make the archive endless.
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			id := fileID{uint64(st.Dev), st.Ino}
+			if outer, loop := c.open[id]; loop {
+				return c.unreadable(p, fmt.Errorf("file system loop: it is the directory %s again", outer))
+			}
+			c.open[id] = p
+			defer delete(c.open, id)
+		}
 		d, err := openFile(p)
 		if err == nil {
 			entries, err = d.ReadDir(-1)

@@ -381,6 +381,43 @@ func TestUnreadableFiles(t *testing.T) {
 	}
 }
 
+// follow_symlinks with a link back to an ancestor: an error naming the
+// loop (or, with on_unreadable: warn, one skipped entry), never an endless
+// archive.
+func TestFollowSymlinksLoop(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	if err := os.MkdirAll(filepath.Join(src, "a", "b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "a", "b", "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	loop := filepath.Join(src, "a", "b", "up")
+	if err := os.Symlink("../..", loop); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Create(context.Background(), &bytes.Buffer{}, CreateOptions{Paths: []string{src}, FollowSymlinks: true})
+	if err == nil || !strings.Contains(err.Error(), loop) || !strings.Contains(err.Error(), "file system loop") {
+		t.Fatalf("want a loop error naming %s, got %v", loop, err)
+	}
+	var buf bytes.Buffer
+	st, err := Create(context.Background(), &buf, CreateOptions{Paths: []string{src}, FollowSymlinks: true,
+		Unreadable: func(string, error) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := listNames(t, buf.Bytes())
+	if st.Skipped != 1 || st.Files != 1 || contains(names, strings.TrimPrefix(loop, "/")+"/") {
+		t.Fatalf("skipped %d, files %d, names %v", st.Skipped, st.Files, names)
+	}
+	// Without following, the link is archived as a link.
+	buf.Reset()
+	st, err = Create(context.Background(), &buf, CreateOptions{Paths: []string{src}})
+	if err != nil || st.Symlinks != 1 {
+		t.Fatalf("without follow: %v, %d symlinks", err, st.Symlinks)
+	}
+}
+
 func TestMemberName(t *testing.T) {
 	for in, want := range map[string]string{"/etc/nginx": "etc/nginx", "/": ".", "data/": "data", "../x": "x", "./a/b": "a/b"} {
 		if got := memberName(in); got != want {
