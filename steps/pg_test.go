@@ -241,6 +241,8 @@ func TestPgDumpValidate(t *testing.T) {
 		"database: a\nuri: postgres://h/a\noutput: /b/x":         "not both",
 		"database: a\nextra_args: [--file=/tmp/x]\noutput: /b/x": "set by the step",
 		"database: a\nextra_args: [-Fd]\noutput: /b/x":           "set by the step",
+		"database: a\nextra_args: [--fil=/tmp/x]\noutput: /b/x":  "set by the step", // getopt_long abbreviation
+		"database: a\nextra_args: [--passw]\noutput: /b/x":       "set by the step",
 		"database: a\nformat: directory\noutput: /b/x":           "must be one of",
 	} {
 		if _, probs := dbTryDecode(PgDump, with); len(probs) == 0 || !strings.Contains(fmt.Sprint(probs), want) {
@@ -256,6 +258,14 @@ func TestPgDumpValidate(t *testing.T) {
 		if _, probs := dbTryDecode(PgRestore, with); len(probs) == 0 || !strings.Contains(fmt.Sprint(probs), want) {
 			t.Errorf("%q: problems %v, want %q", with, probs, want)
 		}
+	}
+}
+
+// Options that merely start like a refused one stay allowed.
+func TestPgDumpExtraArgsAllowed(t *testing.T) {
+	with := "database: a\noutput: /b/x\nextra_args: [--no-owner, --exclude-table-data=audit_*, --schema-only, -n, public, --file-extra, --hostile]"
+	if _, probs := dbTryDecode(PgDump, with); len(probs) != 0 {
+		t.Errorf("problems %v, want none", probs)
 	}
 }
 

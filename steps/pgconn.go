@@ -217,11 +217,16 @@ func quoteIdent(name string) string {
 }
 
 // rejectArgs refuses extra arguments that would break the step's contract
-// (output location, format, secrets on the command line).
+// (output location, format, secrets on the command line), also when
+// abbreviated: getopt_long takes "--fil=x" for "--file=x".
 func rejectArgs(param string, args []string, bad ...string) error {
 	for _, a := range args {
+		name, _, _ := strings.Cut(a, "=")
 		for _, b := range bad {
-			if a == b || strings.HasPrefix(a, b+"=") || (len(b) == 2 && strings.HasPrefix(a, b) && !strings.HasPrefix(a, "--")) {
+			long := strings.HasPrefix(b, "--")
+			if a == b || strings.HasPrefix(a, b+"=") ||
+				(long && len(name) > 2 && strings.HasPrefix(b, name)) ||
+				(!long && strings.HasPrefix(a, b) && !strings.HasPrefix(a, "--")) {
 				return fmt.Errorf("%s: %q is set by the step itself (or would expose a secret)", param, a)
 			}
 		}
