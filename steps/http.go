@@ -355,8 +355,9 @@ var HTTPPost = engine.Def[HTTPPostParams]{
 	Summary: "POST (or PUT) a file or body with retries, e.g. RabbitMQ definitions import",
 	Doc: `The input artifact is decrypted and decompressed on the fly and
 streamed as the body; every retry re-opens it, so retries send the whole
-body again. Retries: connection errors, 429 and 5xx, never other 4xx.
-Example: RabbitMQ definitions import is POST {mgmt}/api/definitions.`,
+body again. Retries: connection errors, 429 and 5xx, never other 4xx. A
+request that failed may still have been applied, so set retries: 0 for an
+endpoint that is not idempotent. Example: RabbitMQ definitions import is POST {mgmt}/api/definitions.`,
 	Kind: engine.KindOther,
 	Outputs: []engine.Output{
 		{Name: "status", Doc: "HTTP status code"},
