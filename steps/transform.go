@@ -38,7 +38,7 @@ func transformChecked(ctx context.Context, env *engine.Env, input string, ro art
 		return artifact.Result{}, err
 	}
 	defer w.Abort()
-	if err := r.CopyTo(w); err != nil {
+	if _, err := r.WriteTo(w); err != nil {
 		return artifact.Result{}, fmt.Errorf("%s → %s: %w", input, wo.Output, err)
 	}
 	return w.Commit()

@@ -72,6 +72,29 @@ func TestDecryptStepReadsAgeCLIFiles(t *testing.T) {
 	}
 }
 
+// A compressed file cut short (no sidecar to catch it) fails decompress
+// and leaves no output: the decoder's unexpected EOF is not a clean end.
+func TestDecompressStepRefusesTruncatedInput(t *testing.T) {
+	data := bytes.Repeat([]byte("row of a legacy dump 0123456789\n"), 200000)
+	in := writeFile(t, data)
+	for _, c := range []struct{ name, cmd string }{{"zstd", "zstd -q -c %s"}, {"gzip", "gzip -c %s"}} {
+		t.Run(c.name, func(t *testing.T) {
+			comp := shell(t, fmt.Sprintf(c.cmd, in), c.name)
+			cut := filepath.Join(t.TempDir(), "dump.sql.cut")
+			if err := os.WriteFile(cut, []byte(comp[:len(comp)*3/4]), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			outDir := t.TempDir()
+			env, _ := stepEnv(t)
+			_, err := runStep(t, context.Background(), env, "decompress", fmt.Sprintf("{input: %s, output: %s/dump.sql}", cut, outDir))
+			if err == nil {
+				t.Fatal("decompress of a truncated file succeeded")
+			}
+			assertOnly(t, outDir)
+		})
+	}
+}
+
 func TestCompressStepAndRemoveInput(t *testing.T) {
 	data := bytes.Repeat([]byte("compress me\n"), 80000)
 	in := writeFile(t, data)

@@ -22,9 +22,9 @@ func writeRandom(t *testing.T, n int) (string, []byte) {
 	return path, data
 }
 
-// CopyTo yields the file's bytes and counts them, mapped (Raw) or read
+// WriteTo yields the file's bytes and counts them, mapped (Raw) or read
 // ahead (hashed), for sizes around the chunk and window boundaries.
-func TestCopyToCopiesAndCounts(t *testing.T) {
+func TestWriteToCopiesAndCounts(t *testing.T) {
 	for _, n := range []int{0, 1, mapChunk - 1, mapChunk, 3*mapWindow + 12345} {
 		path, data := writeRandom(t, n)
 		for _, mode := range []OpenMode{Raw, Raw | HashRaw} {
@@ -34,8 +34,8 @@ func TestCopyToCopiesAndCounts(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got bytes.Buffer
-			if err := r.CopyTo(&got); err != nil {
-				t.Fatalf("size %d mode %d: %v", n, mode, err)
+			if n, err := r.WriteTo(&got); err != nil || n != int64(len(data)) {
+				t.Fatalf("size %d mode %d: wrote %d, %v", n, mode, got.Len(), err)
 			}
 			r.Close()
 			if !bytes.Equal(got.Bytes(), data) {
@@ -71,7 +71,7 @@ func (w *toucher) Write(p []byte) (int, error) {
 // A file cut short while it is mapped raises SIGBUS on the next page:
 // that must be an error of the step, not a crash of planrun, and not a
 // silently short copy.
-func TestCopyToFileShrinksWhileMapped(t *testing.T) {
+func TestWriteToFileShrinksWhileMapped(t *testing.T) {
 	path, _ := writeRandom(t, 2*mapWindow)
 	r, err := OpenWith(context.Background(), nil, path, ReadOptions{}, Raw)
 	if err != nil {
@@ -83,9 +83,9 @@ func TestCopyToFileShrinksWhileMapped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}}
-	err = r.CopyTo(w)
+	_, err = r.WriteTo(w)
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("changed size or could not be read")) {
-		t.Fatalf("CopyTo of a file truncated midway: err %v after %d bytes", err, w.n)
+		t.Fatalf("WriteTo of a file truncated midway: err %v after %d bytes", err, w.n)
 	}
 	if w.n != mapChunk {
 		t.Errorf("wrote %d bytes before the error, want the first chunk (%d)", w.n, mapChunk)
@@ -93,7 +93,7 @@ func TestCopyToFileShrinksWhileMapped(t *testing.T) {
 }
 
 // A panic that is not a fault in the map is not swallowed.
-func TestCopyToRepanicsOtherPanics(t *testing.T) {
+func TestWriteToRepanicsOtherPanics(t *testing.T) {
 	path, _ := writeRandom(t, mapChunk*2)
 	r, err := OpenWith(context.Background(), nil, path, ReadOptions{}, Raw)
 	if err != nil {
@@ -105,11 +105,11 @@ func TestCopyToRepanicsOtherPanics(t *testing.T) {
 			t.Fatalf("recovered %v, want the writer's own panic", p)
 		}
 	}()
-	_ = r.CopyTo(&toucher{hook: func() { panic("boom") }})
-	t.Fatal("CopyTo returned after the writer panicked")
+	_, _ = r.WriteTo(&toucher{hook: func() { panic("boom") }})
+	t.Fatal("WriteTo returned after the writer panicked")
 }
 
-func TestCopyToStopsWhenCancelled(t *testing.T) {
+func TestWriteToStopsWhenCancelled(t *testing.T) {
 	// Larger than the read-ahead, which may have read its buffers already.
 	size := 4 * aheadBufs * aheadBuf
 	path, _ := writeRandom(t, size)
@@ -120,8 +120,8 @@ func TestCopyToStopsWhenCancelled(t *testing.T) {
 			t.Fatal(err)
 		}
 		w := &toucher{hook: cancel}
-		if err := r.CopyTo(w); !errors.Is(err, context.Canceled) {
-			t.Errorf("mode %d: CopyTo after cancel: %v", mode, err)
+		if _, err := r.WriteTo(w); !errors.Is(err, context.Canceled) {
+			t.Errorf("mode %d: WriteTo after cancel: %v", mode, err)
 		}
 		if w.n >= size {
 			t.Errorf("mode %d: copied all %d bytes despite the cancel", mode, w.n)
@@ -130,9 +130,9 @@ func TestCopyToStopsWhenCancelled(t *testing.T) {
 	}
 }
 
-// Once something was read through Read, CopyTo must continue from there,
+// Once something was read through Read, WriteTo must continue from there,
 // not map the file again from its start.
-func TestCopyToAfterReadContinues(t *testing.T) {
+func TestWriteToAfterReadContinues(t *testing.T) {
 	path, data := writeRandom(t, 3*mapChunk)
 	r, err := OpenWith(context.Background(), nil, path, ReadOptions{}, Raw)
 	if err != nil {
@@ -144,10 +144,40 @@ func TestCopyToAfterReadContinues(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rest bytes.Buffer
-	if err := r.CopyTo(&rest); err != nil {
+	if _, err := r.WriteTo(&rest); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(append(head, rest.Bytes()...), data) {
-		t.Fatalf("Read + CopyTo gave %d bytes that differ from the file", len(head)+rest.Len())
+		t.Fatalf("Read + WriteTo gave %d bytes that differ from the file", len(head)+rest.Len())
+	}
+}
+
+// A truncated compressed or encrypted stream ends in io.ErrUnexpectedEOF
+// from the decoder: that is an error of the copy, never a clean end.
+func TestWriteToTruncatedStreamFails(t *testing.T) {
+	for _, opts := range []WriteOptions{
+		{Compress: "zstd"},
+		{Compress: "gzip"},
+		{Compress: "none", Encrypt: &EncryptSpec{RecipientsFile: filepath.Join(keyDir, "demo.agepub")}},
+	} {
+		env, _ := testEnv(t)
+		opts.Output = filepath.Join(t.TempDir(), "a")
+		res := write(t, env, opts, sample(t, 3*aheadBuf*aheadBufs))
+		b, err := os.ReadFile(res.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(res.Path, b[:len(b)*3/4], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r, err := OpenWith(context.Background(), env, res.Path, ReadOptions{IdentityFile: filepath.Join(keyDir, "demo.agekey")}, Plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := r.WriteTo(io.Discard)
+		r.Close()
+		if err == nil {
+			t.Errorf("%s, cut to 3/4: copied %d bytes and no error", opts.Describe(), n)
+		}
 	}
 }

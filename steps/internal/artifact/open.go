@@ -40,7 +40,7 @@ type Reader struct {
 	plain   io.Reader
 	close   func() error
 	raw     *hashingReader
-	file    *os.File // the raw file; mapped by CopyTo while mapOK
+	file    *os.File // the raw file; mapped by WriteTo while mapOK
 	mapOK   bool     // the plaintext is the file itself and nothing was read yet
 	counted int64    // raw bytes reported to progress and stats
 	want    string   // sidecar sum to check at EOF (VerifySidecar)
@@ -177,11 +177,6 @@ func (r *Reader) count(offset int64) {
 			r.stats.BytesIn.Add(d)
 		}
 	}
-}
-
-// WriteTo streams the plaintext to w with large buffers.
-func (r *Reader) WriteTo(w io.Writer) (int64, error) {
-	return io.CopyBuffer(w, struct{ io.Reader }{r}, make([]byte, 256<<10))
 }
 
 // Close releases the file.
