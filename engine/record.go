@@ -48,8 +48,10 @@ type AttemptRecord struct {
 	Outputs  map[string]any `json:"outputs,omitempty"`
 	BytesIn  int64          `json:"bytes_in"`
 	BytesOut int64          `json:"bytes_out"`
-	// Artifacts lists files the step wrote (path → sha256), from its outputs.
+	// Artifacts lists files the step wrote (path → sha256).
 	Artifacts map[string]string `json:"artifacts,omitempty"`
+	// Records describe them fully (the run's manifest entries).
+	Records []ArtifactRecord `json:"records,omitempty"`
 }
 
 // Recorder stores runs and attempts. The SQLite implementation lives in

@@ -79,6 +79,9 @@ type run struct {
 	logFile string
 	steps   map[string]*stepState
 	host    string
+	// artifacts are the records of successful attempts, in order: the
+	// run's manifest.
+	artifacts []ArtifactRecord
 
 	failed        bool            // a step failed (without continue_on_error)
 	backupFailed  string          // id of a failed backup step, for the interlock

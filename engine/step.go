@@ -65,7 +65,10 @@ type Env struct {
 	// Progress reports streaming progress (bytes so far); may be nil.
 	Progress func(done int64)
 
-	tempDir string
+	tempDir      string
+	artifacts    []*ArtifactRecord
+	runArtifacts func() []ArtifactRecord
+	runInfo      func() Manifest
 }
 
 // TempDir returns a private (0700) directory for this attempt, created on
@@ -126,6 +129,9 @@ type Def[P any] struct {
 	// Preview describes, without any side effect, what Run would do: the
 	// command lines it would run and the files it would write (dry-run).
 	Preview func(env *Env, p *P) []string
+	// Inverse, on a backup type, says how its artifacts are restored
+	// (planrun restore and drill derive restore plans from it).
+	Inverse *Inverse
 	Run     func(ctx context.Context, env *Env, p *P) (Outputs, error)
 }
 
@@ -139,6 +145,7 @@ type Type struct {
 	Example string
 	Tools   []string
 	Params  *Spec
+	Inverse *Inverse
 
 	newParams func() any
 	kindOf    func(p any) Kind
@@ -156,7 +163,7 @@ func (d Def[P]) Type() *Type {
 	}
 	t := &Type{
 		Name: d.Name, Summary: d.Summary, Doc: d.Doc, Kind: d.Kind,
-		Outputs: d.Outputs, Example: d.Example, Tools: d.Tools, Params: spec,
+		Outputs: d.Outputs, Example: d.Example, Tools: d.Tools, Params: spec, Inverse: d.Inverse,
 		newParams: func() any { return new(P) },
 		run: func(ctx context.Context, env *Env, p any) (Outputs, error) {
 			return d.Run(ctx, env, p.(*P))

@@ -112,15 +112,20 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 	var lastErr error
 	for attempt := 1; attempt <= s.Retry.Attempts; attempt++ {
 		began := time.Now().UTC()
-		outputs, stats, err := r.attempt(parent, s, params, log)
+		outputs, stats, arts, err := r.attempt(parent, s, params, log)
 		finished := time.Now().UTC()
 		st.outputs = outputs
 		rec := AttemptRecord{RunID: r.id, StepID: s.ID, StepType: s.TypeName, Attempt: attempt,
 			Started: began, Finished: finished, Duration: finished.Sub(began),
-			Outputs: r.redactOutputs(outputs), BytesIn: stats.BytesIn.Load(), BytesOut: stats.BytesOut.Load(),
-			Artifacts: artifactsOf(outputs)}
+			Outputs: r.redactOutputs(outputs), BytesIn: stats.BytesIn.Load(), BytesOut: stats.BytesOut.Load()}
 		if err == nil {
 			rec.Status = StatusSuccess
+			for _, a := range arts {
+				a.StepID, a.StepType = s.ID, s.TypeName
+				r.artifacts = append(r.artifacts, *a)
+				rec.Records = append(rec.Records, *a)
+			}
+			rec.Artifacts = artifactPaths(rec.Records)
 			r.record(rec)
 			st.status, st.outcome = StatusSuccess, StatusSuccess
 			log.Info("step succeeded", "attempt", attempt, "duration", finished.Sub(began))
@@ -192,13 +197,15 @@ func (r *run) decode(s *Step, with *yaml.Node) (any, error) {
 }
 
 // attempt runs one attempt under the step timeout, with a private temp dir.
-func (r *run) attempt(parent context.Context, s *Step, params any, log *slog.Logger) (out Outputs, stats *Stats, err error) {
+func (r *run) attempt(parent context.Context, s *Step, params any, log *slog.Logger) (out Outputs, stats *Stats, arts []*ArtifactRecord, err error) {
 	stats = &Stats{}
 	actx, cancel := context.WithTimeout(parent, s.Timeout)
 	defer cancel()
 	env := &Env{
 		RunID: r.id, PlanName: r.plan.Name, StepID: s.ID, Environ: r.scope.Environ,
 		Log: log, Secrets: r.scope.Secrets, Stats: stats,
+		runArtifacts: func() []ArtifactRecord { return append([]ArtifactRecord(nil), r.artifacts...) },
+		runInfo:      r.manifestInfo,
 	}
 	defer env.Cleanup()
 	if r.opts.TTY != nil {
@@ -219,7 +226,7 @@ func (r *run) attempt(parent context.Context, s *Step, params any, log *slog.Log
 	if err != nil && errors.Is(actx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
 		err = fmt.Errorf("step timeout %s exceeded: %w", s.Timeout, err)
 	}
-	return out, stats, err
+	return out, stats, env.artifacts, err
 }
 
 // backoff is exponential from Retry.Delay, capped at MaxDelay, with jitter
@@ -282,14 +289,23 @@ func redactValue(rd *Redactor, v any) any {
 	return v
 }
 
-// artifactsOf picks the path/sha256 pair of an artifact-writing step.
-func artifactsOf(o Outputs) map[string]string {
-	p, ok1 := o["path"].(string)
-	h, ok2 := o["sha256"].(string)
-	if ok1 && ok2 && p != "" {
-		return map[string]string{p: h}
+// artifactPaths is the path → sha256 summary of an attempt's artifacts.
+func artifactPaths(recs []ArtifactRecord) map[string]string {
+	if len(recs) == 0 {
+		return nil
 	}
-	return nil
+	m := make(map[string]string, len(recs))
+	for _, a := range recs {
+		m[a.Path] = a.SHA256
+	}
+	return m
+}
+
+// manifestInfo is the run's manifest so far.
+func (r *run) manifestInfo() Manifest {
+	return Manifest{Format: ManifestFormat, RunID: r.id, Plan: r.plan.Name, PlanFile: r.plan.File,
+		PlanSHA256: r.plan.SHA256, Host: r.host, Started: r.scope.Started,
+		Artifacts: append([]ArtifactRecord(nil), r.artifacts...)}
 }
 
 // notify drives the plan's monitor steps with a signal (start, success,
@@ -326,6 +342,6 @@ func (r *run) notifyOne(ctx context.Context, m *Step, signal string, exitCode in
 	if err != nil {
 		return err
 	}
-	_, _, err = r.attempt(ctx, m, params, log)
+	_, _, _, err = r.attempt(ctx, m, params, log)
 	return err
 }

@@ -118,6 +118,9 @@ type Result struct {
 	Size    int64  // bytes on disk
 	SHA256  string // of the bytes on disk
 	BytesIn int64  // bytes written into the writer (before compression)
+	// Record is what the run's manifest lists for this artifact; the step
+	// adds Source, Tools and Counts to it before its Run returns.
+	Record *engine.ArtifactRecord
 }
 
 // Outputs returns the standard artifact outputs: path, size, sha256, bytes_in.
@@ -152,6 +155,9 @@ type Writer struct {
 	start   time.Time
 	done    bool
 	ctx     context.Context
+	env     *engine.Env
+	// encryption is the public description for the manifest.
+	encryption *engine.Encryption
 }
 
 // Create opens a temporary file next to opts.Output and builds the chain
@@ -190,7 +196,8 @@ func Create(ctx context.Context, env *engine.Env, opts WriteOptions) (*Writer, e
 		os.Remove(tmp.Name())
 		return nil, fmt.Errorf("artifact %s: %w", final, err)
 	}
-	w := &Writer{opts: opts, tmp: tmp, tmpName: tmp.Name(), ctx: ctx, start: time.Now()}
+	w := &Writer{opts: opts, tmp: tmp, tmpName: tmp.Name(), ctx: ctx, start: time.Now(), env: env,
+		encryption: describeEncryption(opts.Encrypt, recips)}
 	w.sink = newSink(tmp, sha256.New())
 	if env != nil {
 		w.stats, w.log = env.Stats, env.Log
@@ -371,7 +378,32 @@ func (w *Writer) Commit() (Result, error) {
 		w.log.Info("artifact written", "path", final, "bytes_in", w.in, "size", size,
 			"human", HumanBytes(size), "elapsed", el.Round(time.Millisecond).String(), "rate", Rate(w.in, el))
 	}
-	return Result{Path: final, Size: size, SHA256: sum, BytesIn: w.in}, nil
+	comp := w.opts.Compress
+	if comp == "" {
+		comp = "zstd"
+	}
+	rec := &engine.ArtifactRecord{Path: final, Size: size, SHA256: sum, BytesIn: w.in,
+		Compression: comp, Encryption: w.encryption}
+	w.env.RecordArtifact(rec)
+	return Result{Path: final, Size: size, SHA256: sum, BytesIn: w.in, Record: rec}, nil
+}
+
+// describeEncryption lists the public facts of an encryption: the method
+// and the recipients' public keys (never a passphrase or an identity).
+func describeEncryption(e *EncryptSpec, recips []age.Recipient) *engine.Encryption {
+	if e == nil {
+		return nil
+	}
+	if e.PassphraseFile != "" {
+		return &engine.Encryption{Method: "age-scrypt"}
+	}
+	enc := &engine.Encryption{Method: "age-x25519"}
+	for _, r := range recips {
+		if s, ok := r.(fmt.Stringer); ok {
+			enc.Recipients = append(enc.Recipients, s.String())
+		}
+	}
+	return enc
 }
 
 // Abort discards the temporary file. Safe to call more than once.

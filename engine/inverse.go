@@ -1,0 +1,32 @@
+package engine
+
+// Inverse declares, next to a backup step type, how its artifacts are
+// restored: the restore step type and the mapping from what the backup
+// recorded to that type's params. planrun restore and planrun drill build
+// a plan from a manifest with it and run that plan through the same
+// loader and runner as any plan.
+type Inverse struct {
+	Type string // the restore step type, e.g. pg_restore for pg_dump
+	// With returns the restore step's params for one artifact. The
+	// operator's overrides (the plan's restore: section) are merged over
+	// them afterwards.
+	With func(a ArtifactRecord, t RestoreTarget) (map[string]any, error)
+}
+
+// RestoreTarget is where one derived restore step goes.
+type RestoreTarget struct {
+	// Input is the artifact to read, located from the manifest.
+	Input string
+	// Scratch restores into throwaway targets (a scratch database or
+	// collection named with ScratchSuffix, a directory under Dir) that
+	// the restore step removes when done unless Keep is set.
+	Scratch       bool
+	ScratchSuffix string
+	Keep          bool
+	// Dir is the directory file restores extract into: a private scratch
+	// directory, or the operator's target.
+	Dir string
+	// IdentityFile and PassphraseFile decrypt encrypted artifacts.
+	IdentityFile   string
+	PassphraseFile string
+}
