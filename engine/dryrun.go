@@ -9,12 +9,15 @@ import (
 )
 
 // DryRun prints every step in order with its resolved params, its `when`
-// decision and what it would run and write — secrets masked. It runs
-// nothing, writes no artifact and records nothing. Outputs of earlier
-// steps are shown as <steps.ID.outputs.NAME> placeholders.
+// decision and what it would run and write — secrets masked. It prepares
+// each step through the same path as apply (decide `when`, interpolate,
+// decode, validate) and stops before execution: it runs nothing, writes no
+// artifact and records nothing. What only the run can know (an earlier
+// step's outputs, files an earlier step fetches) is shown as written.
 func DryRun(w io.Writer, p *Plan, scope *Scope) error {
 	rd := scope.Secrets
 	out := func(format string, args ...any) { fmt.Fprint(w, rd.Redact(fmt.Sprintf(format, args...))) }
+	r := &run{plan: p, scope: scope, id: scope.RunID, host: scope.Host, steps: map[string]*stepState{}, dry: true}
 
 	out("plan %s (%s) — dry run: nothing is executed, written or recorded\n", p.Name, p.File)
 	for _, warn := range scope.Warnings {
@@ -30,62 +33,34 @@ func DryRun(w io.Writer, p *Plan, scope *Scope) error {
 		out("monitor: %s (start at the beginning; success or fail at the end)\n", m.TypeName)
 	}
 	problems := 0
-	steps := map[string]any{}
-	run := map[string]any{"id": "<run id>", "plan": p.Name, "host": "<host>", "started": scope.Started,
-		"log_tail": "<log tail>", "log_file": "<log file>", "dry_run": true, "status": StatusRunning}
 	for i, s := range p.Steps {
-		sc := scope.exprScope(run, steps)
-		sc["success"] = func() bool { return true }
-		// Files a restore fetches in an earlier step do not exist yet.
-		sc["newest"] = func(pattern string) string {
-			if p, err := newest(pattern); err == nil {
-				return p
-			}
-			return "<newest " + pattern + ">"
-		}
+		sc := r.exprScope()
+		// Every earlier step is taken to succeed; its outputs are unknown.
+		r.steps[s.ID] = &stepState{status: StatusSuccess, outcome: StatusSuccess, outputs: Outputs{}}
 		out("\nstep %d/%d %s (%s)", i+1, len(p.Steps), s.ID, s.TypeName)
-		placeholders := map[string]any{}
-		for _, o := range s.Type.Outputs {
-			placeholders[o.Name] = fmt.Sprintf("<steps.%s.outputs.%s>", s.ID, o.Name)
-		}
-		steps[s.ID] = map[string]any{"outputs": placeholders, "status": StatusSuccess, "outcome": StatusSuccess}
-
+		run, reason, err := r.decide(s, sc)
 		switch {
-		case s.whenDefault:
-			out(": would run\n")
-		default:
-			ok, err := EvalBool(s.when, s.When, sc)
-			switch {
-			case err != nil:
-				out(": when cannot be decided before the run (%v)\n", err)
-				problems++
-			case ok:
-				out(": would run (when %s → true)\n", s.When)
-			case s.whenStatus && whenAfterFailure(s, sc):
-				out(": runs only if an earlier step fails (when %s)\n", s.When)
-				continue
-			default:
-				out(": skipped (when %s → false)\n", s.When)
-				continue
-			}
-		}
-		with, err := p.exprs.interpolate(s.With, sc)
-		if err != nil {
-			out("  error: %v\n", err)
+		case err != nil:
+			out(": when cannot be decided: %v\n", err)
 			problems++
 			continue
+		case !run && s.whenStatus && whenAfterFailure(s, sc):
+			out(": runs only if an earlier step fails (when %s)\n", s.When)
+			continue
+		case !run:
+			out(": skipped (%s)\n", reason)
+			continue
+		case reason != "":
+			out(": would run (%s)\n", reason)
+		default:
+			out(": would run\n")
 		}
-		at := with
-		if at == nil {
-			at = &yaml.Node{Kind: yaml.MappingNode}
+		params, with, err := r.params(s, sc)
+		if with != nil {
+			printParams(w, rd, s.Type.Params, with, "  ")
 		}
-		params, probs := s.Type.Decode(at, false)
-		rd.Add(s.Type.SecretValues(params)...)
-		printParams(w, rd, s.Type.Params, with, "  ")
-		if len(probs) > 0 {
-			for _, pr := range probs {
-				out("  error: %s\n", pr.Msg)
-			}
+		if err != nil {
+			out("  error: %v\n", err)
 			problems++
 			continue
 		}
@@ -94,6 +69,9 @@ func DryRun(w io.Writer, p *Plan, scope *Scope) error {
 				map[bool]string{true: " — overridden by after_backup_failure", false: ""}[s.AfterBackupFailure])
 		}
 		out("  timeout %s, attempts %d\n", s.Timeout, s.Retry.Attempts)
+		for _, a := range s.Asserts {
+			out("  assert: %s\n", a.Code)
+		}
 		env := &Env{PlanName: p.Name, StepID: s.ID, DryRun: true, Environ: scope.Environ, Secrets: rd}
 		for _, line := range s.Type.Preview(env, params) {
 			out("  %s\n", line)

@@ -394,11 +394,18 @@ func Interpolate(node *yaml.Node, scope map[string]any) (*yaml.Node, error) {
 }
 
 func (c *exprCache) interpolate(node *yaml.Node, scope map[string]any) (*yaml.Node, error) {
+	return c.interpolateKnown(node, scope, nil)
+}
+
+// interpolateKnown is interpolate for a dry run: a scalar whose template
+// unknown reports (it reads what only the run will produce) is left as
+// written, so decoding treats it like validation does.
+func (c *exprCache) interpolateKnown(node *yaml.Node, scope map[string]any, unknown func(*Template) bool) (*yaml.Node, error) {
 	if node == nil {
 		return nil, nil
 	}
 	if node.Kind == yaml.AliasNode {
-		return c.interpolate(node.Alias, scope)
+		return c.interpolateKnown(node.Alias, scope, unknown)
 	}
 	if node.Kind == yaml.ScalarNode {
 		if !hasExpr(node.Value) {
@@ -407,6 +414,9 @@ func (c *exprCache) interpolate(node *yaml.Node, scope map[string]any) (*yaml.No
 		t, err := c.template(node.Value)
 		if err != nil {
 			return nil, err
+		}
+		if unknown != nil && unknown(t) {
+			return node, nil
 		}
 		v, err := t.Eval(scope)
 		if err != nil {
@@ -417,7 +427,7 @@ func (c *exprCache) interpolate(node *yaml.Node, scope map[string]any) (*yaml.No
 	cp := *node
 	cp.Content = make([]*yaml.Node, len(node.Content))
 	for i, child := range node.Content {
-		ic, err := c.interpolate(child, scope)
+		ic, err := c.interpolateKnown(child, scope, unknown)
 		if err != nil {
 			return nil, err
 		}

@@ -7,6 +7,10 @@ package engine
 // loader and runner as any plan.
 type Inverse struct {
 	Type string // the restore step type, e.g. pg_restore for pg_dump
+	// ScratchType, when set, is used instead of Type for scratch restores:
+	// for data that cannot be restored into a throwaway target (RabbitMQ
+	// definitions into a live broker), a step that reads and measures it.
+	ScratchType string
 	// With returns the restore step's params for one artifact. The
 	// operator's overrides (the plan's restore: section) are merged over
 	// them afterwards.

@@ -19,7 +19,7 @@ var (
 	planKeys     = []string{"version", "name", "description", "env_files", "env_precedence", "secrets", "vars", "defaults", "timeout", "monitor", "steps"}
 	defaultsKeys = []string{"timeout", "retry"}
 	retryKeys    = []string{"attempts", "delay", "max_delay"}
-	stepKeys     = []string{"id", "name", "type", "with", "when", "timeout", "retry", "continue_on_error", "after_backup_failure"}
+	stepKeys     = []string{"id", "name", "type", "with", "when", "assert", "timeout", "retry", "continue_on_error", "after_backup_failure"}
 	monitorKeys  = []string{"type", "with"}
 )
 
@@ -495,6 +495,8 @@ func (l *loader) step(n *yaml.Node, p *Plan, what string) *Step {
 				s.When = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(w), "${{"), "}}"))
 				l.compileWhen(s, v, label)
 			}
+		case "assert":
+			l.asserts(s, v, label)
 		case "timeout":
 			if d, ok := l.duration(v, label+": timeout"); ok {
 				s.Timeout = d
@@ -539,6 +541,33 @@ func (l *loader) step(n *yaml.Node, p *Plan, what string) *Step {
 		l.probs = append(l.probs, Problem{Line: pr.Line, Col: pr.Col, Msg: label + ": " + pr.Msg})
 	}
 	return s
+}
+
+// asserts reads a step's `assert:`: boolean expressions checked after the
+// step succeeds, over its own outputs and earlier steps'.
+func (l *loader) asserts(s *Step, v *yaml.Node, label string) {
+	if v.Kind != yaml.SequenceNode {
+		l.errf(v, "%s: assert: expected a list of boolean expressions, got %s", label, describe(v))
+		return
+	}
+	for _, e := range v.Content {
+		e = resolve(e)
+		if e.Kind != yaml.ScalarNode {
+			l.errf(e, "%s: assert: expected an expression, got %s", label, describe(e))
+			continue
+		}
+		code := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(e.Value), "${{"), "}}"))
+		prog, err := l.exprs.compile(code)
+		if err != nil {
+			l.errf(e, "%s: assert: %v", label, err)
+			continue
+		}
+		if _, calls, _ := l.exprs.references(code); usesStatusFunc(calls) {
+			l.errf(e, "%s: assert: success()/failure()/always()/cancelled() belong in when", label)
+			continue
+		}
+		s.Asserts = append(s.Asserts, &Assertion{Code: code, Line: e.Line, Col: e.Column, prog: prog})
+	}
 }
 
 func (l *loader) compileWhen(s *Step, v *yaml.Node, label string) {

@@ -68,9 +68,18 @@ type Step struct {
 	// AfterBackupFailure lets a destructive step run even though a backup
 	// step of the same run failed (the safety interlock's override).
 	AfterBackupFailure bool
-	Line, Col          int
+	// Asserts are checked after the step succeeds; a false one fails it.
+	Asserts   []*Assertion
+	Line, Col int
 
 	when        *vm.Program
 	whenStatus  bool // `when` calls a status function itself
 	whenDefault bool // no `when`: success()
+}
+
+// Assertion is one entry of a step's `assert:`.
+type Assertion struct {
+	Code      string
+	Line, Col int
+	prog      *vm.Program
 }

@@ -30,7 +30,20 @@ type RunRecord struct {
 	ExitCode   int       `json:"exit_code"`
 	Error      string    `json:"error,omitempty"`
 	LogFile    string    `json:"log_file,omitempty"`
+	// Kind is apply (a plan run), restore or drill.
+	Kind string `json:"kind"`
+	// SourceRun is the backup run a restore or drill read.
+	SourceRun string `json:"source_run,omitempty"`
+	// Report is a restore's or drill's outcome (RTO, RPO, comparisons).
+	Report *RestoreReport `json:"report,omitempty"`
 }
+
+// Run kinds.
+const (
+	KindApply   = "apply"
+	KindRestore = "restore"
+	KindDrill   = "drill"
+)
 
 // AttemptRecord is one attempt of one step (a skipped step has one record
 // with status skipped and attempt 0).
@@ -65,5 +78,5 @@ type Recorder interface {
 // Abandoner is implemented by recorders that can close runs whose process
 // died (still recorded as running while the plan's lock is free).
 type Abandoner interface {
-	AbandonRuns(ctx context.Context, plan string, now time.Time) (int, error)
+	AbandonRuns(ctx context.Context, plan, kind string, now time.Time) (int, error)
 }

@@ -36,6 +36,11 @@ func (l *loader) checkRefs(p *Plan) {
 			l.checkExpr(&yaml.Node{Line: s.Line, Column: s.Col}, s.When, ctx)
 		}
 		l.walkTemplates(s.With, ctx.what, func(n *yaml.Node, code string) { l.checkExpr(n, code, ctx) })
+		actx := ctx
+		actx.what, actx.self = ctx.what+": assert", true
+		for _, a := range s.Asserts {
+			l.checkExpr(&yaml.Node{Line: a.Line, Column: a.Col}, a.Code, actx)
+		}
 	}
 	for _, m := range p.Monitor {
 		if m.Type != nil {
@@ -66,6 +71,7 @@ type exprCtx struct {
 	steps     []*Step
 	index     map[string]int
 	pos       int
+	self      bool // an assert may read the step's own outputs
 }
 
 // walkTemplates calls fn for every expression inside scalars of n.
@@ -147,7 +153,7 @@ func (l *loader) checkStepRef(n *yaml.Node, r ref, c exprCtx) {
 		l.errf(n, "%s: unknown step %q%s", c.what, id, hintFrom(id, ids))
 		return
 	}
-	if i == c.pos {
+	if i == c.pos && !c.self {
 		l.errf(n, "%s: refers to its own outputs", c.what)
 		return
 	}

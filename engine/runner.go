@@ -50,6 +50,12 @@ type Options struct {
 	// TTY, when set (stderr is a terminal), receives a live progress line
 	// for streaming steps.
 	TTY io.Writer
+
+	// Set by Restore: the run's kind, the backup run it reads, and the
+	// report made from the finished steps before the run is recorded.
+	kind      string
+	sourceRun string
+	report    func(r *run, res *Result) *RestoreReport
 }
 
 // Result is the outcome of an apply.
@@ -90,6 +96,8 @@ type run struct {
 	timedOut      bool
 	firstErr      error
 	monitorFailed bool
+	// dry: a dry run, which prepares every step like apply but runs none.
+	dry bool
 }
 
 // storeWrite runs one run-store write under its own bounded context:
@@ -143,11 +151,11 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 	}
 
 	if !o.NoLock {
-		lock, err := AcquireLock(ctx, o.StateDir, p.Name, r.id, false)
+		lock, err := AcquireLock(ctx, o.StateDir, r.lockName(), r.id, false)
 		var held *ErrLocked
 		if errors.As(err, &held) && o.Wait {
 			r.log.Warn("waiting for the lock", "holder", held.Holder)
-			lock, err = AcquireLock(ctx, o.StateDir, p.Name, r.id, true)
+			lock, err = AcquireLock(ctx, o.StateDir, r.lockName(), r.id, true)
 		}
 		if err != nil {
 			r.log.Error("cannot start", "err", err)
@@ -169,9 +177,10 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 	rec := RunRecord{
 		ID: r.id, Plan: p.Name, PlanFile: p.File, PlanSHA256: p.SHA256, Host: r.host,
 		Trigger: o.Trigger, PID: os.Getpid(), Started: scope.Started, Status: StatusRunning, LogFile: r.logFile,
+		Kind: r.kind(), SourceRun: o.sourceRun,
 	}
 	if a, ok := o.Recorder.(Abandoner); ok && !o.NoLock {
-		n, err := storeWrite(func(ctx context.Context) (int, error) { return a.AbandonRuns(ctx, p.Name, time.Now().UTC()) })
+		n, err := storeWrite(func(ctx context.Context) (int, error) { return a.AbandonRuns(ctx, p.Name, r.kind(), time.Now().UTC()) })
 		if err != nil {
 			r.log.Error("run store", "err", err)
 		} else if n > 0 {
@@ -212,6 +221,9 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 		res.Status, res.ExitCode, res.Err = StatusFailed, ExitFailed, r.firstErr
 	default:
 		res.Status, res.ExitCode = StatusSuccess, ExitOK
+	}
+	if o.report != nil {
+		rec.Report = o.report(r, &res)
 	}
 	finished := time.Now().UTC()
 	level := slog.LevelInfo
@@ -254,11 +266,32 @@ func openRunLog(stateDir, plan, id string, started time.Time) (*os.File, string,
 	return f, path, err
 }
 
+// kind is the run's kind: apply, restore or drill.
+func (r *run) kind() string {
+	if r.opts.kind == "" {
+		return KindApply
+	}
+	return r.opts.kind
+}
+
+// lockName serialises runs of a plan, and separately its restores and
+// drills: a drill may run while tonight's backup does, two restores not.
+func (r *run) lockName() string {
+	if r.kind() == KindApply {
+		return r.plan.Name
+	}
+	return r.plan.Name + ".restore"
+}
+
 // runStats returns the run.* map for expressions.
 func (r *run) runMap() map[string]any {
 	status := StatusRunning
 	if r.failed || r.interrupted != nil {
 		status = StatusFailed
+	}
+	if r.dry {
+		return map[string]any{"id": "<run id>", "plan": r.plan.Name, "host": r.host, "started": r.scope.Started,
+			"log_tail": "<log tail>", "log_file": "<log file>", "dry_run": true, "status": status}
 	}
 	return map[string]any{
 		"id": r.id, "plan": r.plan.Name, "host": r.host, "started": r.scope.Started,

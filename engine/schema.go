@@ -54,6 +54,7 @@ func Schema(reg *Registry) ([]byte, error) {
 			"type":                 map[string]any{"enum": typeNames, "description": "step type (see `planrun steps`)"},
 			"with":                 map[string]any{"type": "object", "description": "the step type's params"},
 			"when":                 map[string]any{"type": "string", "description": "expr-lang condition; success() is implied unless it calls success(), failure(), always() or cancelled()"},
+			"assert":               map[string]any{"type": "array", "items": map[string]any{"type": "string"}, "description": "boolean expressions over the step's own outputs and earlier steps, checked after it succeeds; a false one fails the step"},
 			"timeout":              map[string]any{"$ref": "#/$defs/duration", "description": "per-attempt timeout"},
 			"retry":                map[string]any{"$ref": "#/$defs/retry"},
 			"continue_on_error":    map[string]any{"type": "boolean", "description": "a failure of this step does not fail the run"},

@@ -17,6 +17,9 @@ import (
 // step also needs success() (as in CI systems); an interrupted run only
 // runs steps that ask for always()/failure()/cancelled().
 func (r *run) decide(s *Step, scope map[string]any) (bool, string, error) {
+	if r.dry && !s.whenDefault && r.unknownCode(s.When) {
+		return true, "when " + s.When + " is decided when the run gets there (it reads an earlier step's outputs)", nil
+	}
 	failed := r.failed || r.interrupted != nil || r.timedOut
 	if !s.whenStatus && failed {
 		if r.interrupted != nil {
@@ -33,6 +36,9 @@ func (r *run) decide(s *Step, scope map[string]any) (bool, string, error) {
 	}
 	if !ok {
 		return false, "when: " + s.When + " → false", nil
+	}
+	if !s.whenDefault {
+		return true, "when " + s.When + " → true", nil
 	}
 	return true, "", nil
 }
@@ -95,7 +101,7 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 		parent = r.opts.Hard
 	}
 
-	params, err := r.params(s, scope)
+	params, _, err := r.params(s, scope)
 	if err != nil {
 		fail(err)
 		r.record(AttemptRecord{RunID: r.id, StepID: s.ID, StepType: s.TypeName, Attempt: 1, Status: StatusFailed,
@@ -113,8 +119,13 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 	for attempt := 1; attempt <= s.Retry.Attempts; attempt++ {
 		began := time.Now().UTC()
 		outputs, stats, arts, err := r.attempt(parent, s, params, log)
-		finished := time.Now().UTC()
 		st.outputs = outputs
+		assertErr := error(nil)
+		if err == nil {
+			assertErr = r.checkAsserts(s)
+			err = assertErr
+		}
+		finished := time.Now().UTC()
 		rec := AttemptRecord{RunID: r.id, StepID: s.ID, StepType: s.TypeName, Attempt: attempt,
 			Started: began, Finished: finished, Duration: finished.Sub(began),
 			Outputs: r.redactOutputs(outputs), BytesIn: stats.BytesIn.Load(), BytesOut: stats.BytesOut.Load()}
@@ -141,6 +152,9 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 		if parent.Err() != nil {
 			r.noteCancel(parent)
 			break
+		}
+		if assertErr != nil {
+			break // the step did its work; running it again would not change the facts
 		}
 		if attempt < s.Retry.Attempts {
 			d := backoff(s.Retry, attempt)
@@ -169,13 +183,58 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 }
 
 // params interpolates a step's `with:` and decodes it into typed params,
-// registering the values of secret params with the redactor.
-func (r *run) params(s *Step, scope map[string]any) (any, error) {
-	with, err := r.plan.exprs.interpolate(s.With, scope)
-	if err != nil {
-		return nil, err
+// registering the values of secret params with the redactor. Apply and
+// the dry run share it; in a dry run, values that only the run will know
+// (an earlier step's outputs) stay as written and are checked like
+// validate checks them.
+func (r *run) params(s *Step, scope map[string]any) (any, *yaml.Node, error) {
+	var unknown func(*Template) bool
+	if r.dry {
+		unknown = func(t *Template) bool { return r.unknownTemplate(t, scope) }
 	}
-	return r.decode(s, with)
+	with, err := r.plan.exprs.interpolateKnown(s.With, scope, unknown)
+	if err != nil {
+		return nil, nil, err
+	}
+	params, err := r.decode(s, with)
+	return params, with, err
+}
+
+// unknownTemplate reports, in a dry run, whether a template reads what
+// only the run will produce: outputs of earlier steps, or files found by
+// newest()/files() that an earlier step fetches.
+func (r *run) unknownTemplate(t *Template, scope map[string]any) bool {
+	for _, code := range t.Codes() {
+		if r.unknownCode(code) {
+			return true
+		}
+	}
+	if _, err := t.Eval(scope); err != nil {
+		for _, code := range t.Codes() {
+			if _, calls, _ := r.plan.exprs.references(code); contains(calls, "newest") || contains(calls, "files") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// unknownCode reports whether an expression reads an earlier step's
+// outputs in a dry run (where no step has run).
+func (r *run) unknownCode(code string) bool {
+	if !r.dry {
+		return false
+	}
+	refs, _, err := r.plan.exprs.references(code)
+	if err != nil {
+		return false
+	}
+	for _, ref := range refs {
+		if ref[0] == "steps" && (len(ref) == 2 || len(ref) >= 3 && ref[2] == "outputs") {
+			return true
+		}
+	}
+	return false
 }
 
 // decode turns an interpolated `with:` into typed params.
@@ -184,7 +243,7 @@ func (r *run) decode(s *Step, with *yaml.Node) (any, error) {
 	if at == nil {
 		at = &yaml.Node{Kind: yaml.MappingNode, Line: s.Line, Column: s.Col}
 	}
-	params, probs := s.Type.Decode(at, false)
+	params, probs := s.Type.Decode(at, r.dry)
 	r.scope.Secrets.Add(s.Type.SecretValues(params)...)
 	if len(probs) > 0 {
 		msgs := make([]string, len(probs))
@@ -344,4 +403,67 @@ func (r *run) notifyOne(ctx context.Context, m *Step, signal string, exitCode in
 	}
 	_, _, _, err = r.attempt(ctx, m, params, log)
 	return err
+}
+
+// checkAsserts evaluates a finished step's `assert:` over its own outputs
+// and earlier steps'. A false one names the expression and the values it
+// read.
+func (r *run) checkAsserts(s *Step) error {
+	if len(s.Asserts) == 0 {
+		return nil
+	}
+	st := r.steps[s.ID]
+	st.status, st.outcome = StatusSuccess, StatusSuccess
+	defer func() { st.status, st.outcome = "", "" }()
+	scope := r.exprScope()
+	var failed []string
+	for _, a := range s.Asserts {
+		ok, err := EvalBool(a.prog, a.Code, scope)
+		switch {
+		case err != nil:
+			failed = append(failed, fmt.Sprintf("assert %s: %v", a.Code, err))
+		case !ok:
+			failed = append(failed, "assert failed: "+a.Code+r.assertValues(a.Code, scope))
+		}
+	}
+	if len(failed) > 0 {
+		return errors.New(strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+// assertValues renders the values an expression read ("(a = 1, b = 2)").
+func (r *run) assertValues(code string, scope map[string]any) string {
+	refs, _, err := r.plan.exprs.references(code)
+	if err != nil || len(refs) == 0 {
+		return ""
+	}
+	var parts []string
+	seen := map[string]bool{}
+	for _, ref := range refs {
+		name := strings.Join(ref, ".")
+		if seen[name] || len(ref) < 2 {
+			continue
+		}
+		seen[name] = true
+		var v any = scope
+		for _, k := range ref {
+			m, ok := v.(map[string]any)
+			if !ok {
+				if o, isOut := v.(Outputs); isOut {
+					m, ok = map[string]any(o), true
+				}
+			}
+			if !ok {
+				v = nil
+				break
+			}
+			v = m[k]
+		}
+		parts = append(parts, name+" = "+FormatValue(v))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }

@@ -17,6 +17,7 @@ func All() *engine.Registry {
 		Verify.Type(),
 		Prune.Type(),
 		DiskCheck.Type(),
+		Manifest.Type(),
 		// databases and services
 		PgDump.Type(),
 		PgRestore.Type(),

@@ -48,6 +48,14 @@ var migrations = []string{
 	CREATE INDEX runs_plan_status_finished ON runs(plan, status, finished);
 	CREATE INDEX runs_started ON runs(started);
 	CREATE INDEX attempts_run ON attempts(run_id, seq);`,
+	// 3: restore and drill runs (kind, the backup run they read, their
+	// report) and the typed artifact records of each attempt (the
+	// manifest).
+	`ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'apply';
+	ALTER TABLE runs ADD COLUMN source_run TEXT NOT NULL DEFAULT '';
+	ALTER TABLE runs ADD COLUMN report_json TEXT NOT NULL DEFAULT '';
+	ALTER TABLE attempts ADD COLUMN records_json TEXT NOT NULL DEFAULT '[]';
+	CREATE INDEX runs_plan_kind_status_finished ON runs(plan, kind, status, finished);`,
 }
 
 // migrate brings db up to len(steps) applied migrations. Each migration

@@ -69,7 +69,11 @@ func TestOlderDatabaseUpgrades(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	finished(t, old, run("from-v1", "p", t0, engine.StatusSuccess), time.Second)
+	// Written as version 1 wrote it: without the columns later migrations add.
+	if _, err := old.db.ExecContext(ctx, `INSERT INTO runs (id, plan, started, finished, status) VALUES (?, ?, ?, ?, ?)`,
+		"from-v1", "p", fmtTime(t0), fmtTime(t0.Add(time.Second)), engine.StatusSuccess); err != nil {
+		t.Fatal(err)
+	}
 	if v, _ := old.SchemaVersion(ctx); v != 1 {
 		t.Fatalf("old store at version %d, want 1", v)
 	}

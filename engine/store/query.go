@@ -26,7 +26,8 @@ type RunFilter struct {
 	Limit int    // at most this many; 0 for no limit
 }
 
-const runColumns = `id, plan, plan_file, plan_sha256, host, trigger, pid, started, finished, status, exit_code, error, log_file`
+const runColumns = `id, plan, plan_file, plan_sha256, host, trigger, pid, started, finished, status, exit_code, error, log_file,
+	kind, source_run, report_json`
 
 // Runs lists runs, newest first.
 func (s *Store) Runs(ctx context.Context, f RunFilter) ([]engine.RunRecord, error) {
@@ -81,10 +82,17 @@ func (s *Store) Run(ctx context.Context, id string) (engine.RunRecord, []engine.
 	return runs[0], atts, nil
 }
 
-// LastSuccess returns the plan's most recently finished successful run.
+// LastSuccess returns the plan's most recently finished successful run
+// (of its backup runs: restores and drills are not backups).
 func (s *Store) LastSuccess(ctx context.Context, plan string) (engine.RunRecord, bool, error) {
+	return s.LastSuccessOf(ctx, plan, engine.KindApply)
+}
+
+// LastSuccessOf returns the plan's most recently finished successful run
+// of a kind (apply, restore, drill).
+func (s *Store) LastSuccessOf(ctx context.Context, plan, kind string) (engine.RunRecord, bool, error) {
 	runs, err := s.queryRuns(ctx, `SELECT `+runColumns+` FROM runs
-		WHERE plan = ? AND status = ? ORDER BY finished DESC, started DESC LIMIT 1`, plan, engine.StatusSuccess)
+		WHERE plan = ? AND kind = ? AND status = ? ORDER BY finished DESC, started DESC LIMIT 1`, plan, kind, engine.StatusSuccess)
 	if err != nil || len(runs) == 0 {
 		return engine.RunRecord{}, false, err
 	}
@@ -101,9 +109,17 @@ func (s *Store) queryRuns(ctx context.Context, q string, args ...any) ([]engine.
 	for rows.Next() {
 		var r engine.RunRecord
 		var started, finished sql.NullString
+		var report string
 		if err := rows.Scan(&r.ID, &r.Plan, &r.PlanFile, &r.PlanSHA256, &r.Host, &r.Trigger, &r.PID,
-			&started, &finished, &r.Status, &r.ExitCode, &r.Error, &r.LogFile); err != nil {
+			&started, &finished, &r.Status, &r.ExitCode, &r.Error, &r.LogFile,
+			&r.Kind, &r.SourceRun, &report); err != nil {
 			return nil, fmt.Errorf("run store: %w", err)
+		}
+		if report != "" {
+			r.Report = &engine.RestoreReport{}
+			if err := json.Unmarshal([]byte(report), r.Report); err != nil {
+				return nil, fmt.Errorf("run store: run %s: report: %w", r.ID, err)
+			}
 		}
 		if r.Started, err = parseTime(started); err != nil {
 			return nil, fmt.Errorf("run store: run %s: %w", r.ID, err)
@@ -121,7 +137,7 @@ func (s *Store) queryRuns(ctx context.Context, q string, args ...any) ([]engine.
 
 func (s *Store) attempts(ctx context.Context, runID string) ([]engine.AttemptRecord, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT run_id, step_id, step_type, attempt, status, started, finished,
-		duration_ns, error, reason, outputs_json, bytes_in, bytes_out, artifacts_json
+		duration_ns, error, reason, outputs_json, bytes_in, bytes_out, artifacts_json, records_json
 		FROM attempts WHERE run_id = ? ORDER BY seq`, runID)
 	if err != nil {
 		return nil, fmt.Errorf("run store: %w", err)
@@ -132,9 +148,9 @@ func (s *Store) attempts(ctx context.Context, runID string) ([]engine.AttemptRec
 		var a engine.AttemptRecord
 		var started, finished sql.NullString
 		var dur int64
-		var outputs, artifacts string
+		var outputs, artifacts, records string
 		if err := rows.Scan(&a.RunID, &a.StepID, &a.StepType, &a.Attempt, &a.Status, &started, &finished,
-			&dur, &a.Error, &a.Reason, &outputs, &a.BytesIn, &a.BytesOut, &artifacts); err != nil {
+			&dur, &a.Error, &a.Reason, &outputs, &a.BytesIn, &a.BytesOut, &artifacts, &records); err != nil {
 			return nil, fmt.Errorf("run store: %w", err)
 		}
 		a.Duration = time.Duration(dur)
@@ -150,6 +166,9 @@ func (s *Store) attempts(ctx context.Context, runID string) ([]engine.AttemptRec
 		}
 		if a.Artifacts, err = decodeMap[string](artifacts); err != nil {
 			return nil, fmt.Errorf("run store: %s: artifacts: %w", where, err)
+		}
+		if err := json.Unmarshal([]byte(records), &a.Records); err != nil {
+			return nil, fmt.Errorf("run store: %s: records: %w", where, err)
 		}
 		out = append(out, a)
 	}
@@ -170,6 +189,23 @@ func decodeMap[V any](s string) (map[string]V, error) {
 	}
 	if len(m) == 0 {
 		return nil, nil
+	}
+	return m, nil
+}
+
+// Manifest returns the manifest of a run: the artifact records of its
+// successful attempts, in the order written.
+func (s *Store) Manifest(ctx context.Context, id string) (*engine.Manifest, error) {
+	run, atts, err := s.Run(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	m := &engine.Manifest{Format: engine.ManifestFormat, RunID: run.ID, Plan: run.Plan, PlanFile: run.PlanFile,
+		PlanSHA256: run.PlanSHA256, Host: run.Host, Started: run.Started, Artifacts: []engine.ArtifactRecord{}}
+	for _, a := range atts {
+		if a.Status == engine.StatusSuccess {
+			m.Artifacts = append(m.Artifacts, a.Records...)
+		}
 	}
 	return m, nil
 }

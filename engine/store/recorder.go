@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/planrun/planrun/engine"
@@ -16,11 +17,17 @@ func (s *Store) StartRun(ctx context.Context, r engine.RunRecord) error {
 	if r.ID == "" {
 		return fmt.Errorf("run store: start run: empty run id")
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO runs
-		(id, plan, plan_file, plan_sha256, host, trigger, pid, started, finished, status, exit_code, error, log_file)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	report, err := encodeReport(r.Report)
+	if err != nil {
+		return fmt.Errorf("run store: start run %s: %w", r.ID, err)
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO runs
+		(id, plan, plan_file, plan_sha256, host, trigger, pid, started, finished, status, exit_code, error, log_file,
+		 kind, source_run, report_json)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.Plan, r.PlanFile, r.PlanSHA256, r.Host, r.Trigger, r.PID,
-		fmtTime(r.Started), fmtTime(r.Finished), r.Status, r.ExitCode, r.Error, r.LogFile)
+		fmtTime(r.Started), fmtTime(r.Finished), r.Status, r.ExitCode, r.Error, r.LogFile,
+		kindOf(r), r.SourceRun, report)
 	if err != nil {
 		return fmt.Errorf("run store: start run %s: %w", r.ID, err)
 	}
@@ -37,12 +44,18 @@ func (s *Store) RecordAttempt(ctx context.Context, a engine.AttemptRecord) error
 	if err != nil {
 		return fmt.Errorf("run store: run %s step %s: artifacts: %w", a.RunID, a.StepID, err)
 	}
+	records := []byte("[]")
+	if len(a.Records) > 0 {
+		if records, err = json.Marshal(a.Records); err != nil {
+			return fmt.Errorf("run store: run %s step %s: records: %w", a.RunID, a.StepID, err)
+		}
+	}
 	_, err = s.db.ExecContext(ctx, `INSERT INTO attempts
 		(run_id, step_id, step_type, attempt, status, started, finished, duration_ns, error, reason,
-		 outputs_json, bytes_in, bytes_out, artifacts_json)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		 outputs_json, bytes_in, bytes_out, artifacts_json, records_json)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		a.RunID, a.StepID, a.StepType, a.Attempt, a.Status, fmtTime(a.Started), fmtTime(a.Finished),
-		int64(a.Duration), a.Error, a.Reason, string(outputs), a.BytesIn, a.BytesOut, string(artifacts))
+		int64(a.Duration), a.Error, a.Reason, string(outputs), a.BytesIn, a.BytesOut, string(artifacts), string(records))
 	if err != nil {
 		return fmt.Errorf("run store: run %s step %s attempt %d: %w", a.RunID, a.StepID, a.Attempt, err)
 	}
@@ -51,8 +64,12 @@ func (s *Store) RecordAttempt(ctx context.Context, a engine.AttemptRecord) error
 
 // FinishRun records how a run ended: finished, status, exit code, error.
 func (s *Store) FinishRun(ctx context.Context, r engine.RunRecord) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE runs SET finished = ?, status = ?, exit_code = ?, error = ?
-		WHERE id = ?`, fmtTime(r.Finished), r.Status, r.ExitCode, r.Error, r.ID)
+	report, err := encodeReport(r.Report)
+	if err != nil {
+		return fmt.Errorf("run store: finish run %s: %w", r.ID, err)
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE runs SET finished = ?, status = ?, exit_code = ?, error = ?, report_json = ?
+		WHERE id = ?`, fmtTime(r.Finished), r.Status, r.ExitCode, r.Error, report, r.ID)
 	if err != nil {
 		return fmt.Errorf("run store: finish run %s: %w", r.ID, err)
 	}
@@ -60,6 +77,21 @@ func (s *Store) FinishRun(ctx context.Context, r engine.RunRecord) error {
 		return fmt.Errorf("run store: finish run %s: %w", r.ID, ErrNotFound)
 	}
 	return nil
+}
+
+func encodeReport(r *engine.RestoreReport) (string, error) {
+	if r == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(r)
+	return string(b), err
+}
+
+func kindOf(r engine.RunRecord) string {
+	if r.Kind == "" {
+		return engine.KindApply
+	}
+	return r.Kind
 }
 
 // nonNilMap makes a nil map encode as {} rather than null.
@@ -73,10 +105,17 @@ func nonNilMap[V any](m map[string]V) map[string]V {
 // AbandonRuns marks the plan's runs still recorded as running as
 // interrupted. The runner calls it once it holds the plan's lock: no run
 // of the plan can be alive then, so those are runs whose process died.
-func (s *Store) AbandonRuns(ctx context.Context, plan string, now time.Time) (int, error) {
+func (s *Store) AbandonRuns(ctx context.Context, plan, kind string, now time.Time) (int, error) {
+	// apply runs hold the plan's lock, restores and drills the plan's
+	// restore lock: each kind is only closed by a run of its own kind.
+	kinds := []any{engine.KindApply}
+	if kind == engine.KindRestore || kind == engine.KindDrill {
+		kinds = []any{engine.KindRestore, engine.KindDrill}
+	}
+	args := append([]any{fmtTime(now), engine.StatusInterrupted, engine.ExitFailed, plan, engine.StatusRunning}, kinds...)
 	res, err := s.db.ExecContext(ctx, `UPDATE runs SET finished = ?, status = ?, exit_code = ?,
 		error = 'planrun process died before the run finished (found at the next run)'
-		WHERE plan = ? AND status = ?`, fmtTime(now), engine.StatusInterrupted, engine.ExitFailed, plan, engine.StatusRunning)
+		WHERE plan = ? AND status = ? AND kind IN (?`+strings.Repeat(", ?", len(kinds)-1)+`)`, args...)
 	if err != nil {
 		return 0, fmt.Errorf("run store: abandon runs of %s: %w", plan, err)
 	}

@@ -100,9 +100,15 @@ func TestRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	st := openTemp(t)
 	r := run("01HXRUNROUNDTRIP", "kaleem-daily", t0.Add(123456789*time.Nanosecond), engine.StatusRunning)
+	r.Kind = engine.KindApply
 	if err := st.StartRun(ctx, r); err != nil {
 		t.Fatal(err)
 	}
+	rec := engine.ArtifactRecord{StepID: "dump", StepType: "mongodump", Path: "/backups/mongo/mongo-20240501.archive.zst.age",
+		Size: 1 << 40, SHA256: strings.Repeat("0f", 32), Compression: "zstd",
+		Encryption: &engine.Encryption{Method: "age-x25519", Recipients: []string{"age1example"}},
+		Created:    t0.Add(90 * time.Second), Source: map[string]string{"kind": "mongodb", "db": "kaleem"},
+		Counts: map[string]int64{"documents:kaleem.users": 1 << 40}}
 	atts := []engine.AttemptRecord{
 		{RunID: r.ID, StepID: "dump", StepType: "mongodump", Attempt: 1, Status: engine.StatusFailed,
 			Started: t0, Finished: t0.Add(time.Second), Duration: time.Second,
@@ -114,7 +120,8 @@ func TestRoundTrip(t *testing.T) {
 				"sha256": strings.Repeat("0f", 32), "nested": map[string]any{"a": []any{"x", true}},
 			},
 			BytesIn: 5 << 30, BytesOut: 1 << 30,
-			Artifacts: map[string]string{"/backups/mongo/mongo-20240501.archive.zst.age": strings.Repeat("0f", 32)}},
+			Artifacts: map[string]string{"/backups/mongo/mongo-20240501.archive.zst.age": strings.Repeat("0f", 32)},
+			Records:   []engine.ArtifactRecord{rec}},
 		{RunID: r.ID, StepID: "prune", StepType: "prune", Attempt: 0, Status: engine.StatusSkipped,
 			Reason: "when: false (vars.prune)"},
 	}
@@ -144,6 +151,34 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if !gotAtts[2].Started.IsZero() || gotAtts[2].Outputs != nil {
 		t.Errorf("skipped attempt: zero time and nil outputs expected, got %+v", gotAtts[2])
+	}
+	m, err := st.Manifest(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Artifacts) != 1 || !reflect.DeepEqual(m.Artifacts[0], rec) || m.Plan != "kaleem-daily" || m.Format != engine.ManifestFormat {
+		t.Errorf("manifest = %+v, want the one record of the successful attempt", m)
+	}
+}
+
+func TestDrillRunsAreNotBackups(t *testing.T) {
+	ctx := context.Background()
+	st := openTemp(t)
+	backup := run("backup", "p", t0, engine.StatusSuccess)
+	finished(t, st, backup, time.Minute)
+	drill := run("drill", "p", t0.Add(time.Hour), engine.StatusSuccess)
+	drill.Kind, drill.SourceRun = engine.KindDrill, "backup"
+	drill.Report = &engine.RestoreReport{SourceRun: "backup", RTO: time.Minute, RPO: time.Hour, Passed: true,
+		Checks: []engine.Check{{Step: "restore-db", What: "counts", Compared: 3}}}
+	finished(t, st, drill, time.Minute)
+
+	last, ok, err := st.LastSuccess(ctx, "p")
+	if err != nil || !ok || last.ID != "backup" {
+		t.Errorf("LastSuccess = %v, %v, %v; want the backup, not the later drill", last.ID, ok, err)
+	}
+	last, ok, err = st.LastSuccessOf(ctx, "p", engine.KindDrill)
+	if err != nil || !ok || last.ID != "drill" || last.Report == nil || last.Report.RPO != time.Hour || len(last.Report.Checks) != 1 {
+		t.Errorf("LastSuccessOf(drill) = %+v, %v, %v", last, ok, err)
 	}
 }
 
@@ -307,7 +342,7 @@ func TestAbandonRunsClosesOnlyRunningRunsOfThePlan(t *testing.T) {
 		require.NoError(t, st.StartRun(ctx, r))
 	}
 	require.NoError(t, st.FinishRun(ctx, engine.RunRecord{ID: "done-1", Finished: now, Status: engine.StatusSuccess}))
-	n, err := st.AbandonRuns(ctx, "p", now)
+	n, err := st.AbandonRuns(ctx, "p", engine.KindApply, now)
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
 	r, _, err := st.Run(ctx, "dead-1")
