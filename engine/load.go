@@ -16,7 +16,8 @@ import (
 
 // Keys of the plan format, for unknown-key hints.
 var (
-	planKeys     = []string{"version", "name", "description", "env_files", "env_precedence", "secrets", "vars", "defaults", "timeout", "monitor", "steps"}
+	planKeys     = []string{"version", "name", "description", "env_files", "env_precedence", "secrets", "vars", "defaults", "timeout", "monitor", "steps", "restore"}
+	restoreKeys  = []string{"identity_file", "passphrase_file", "scratch_dir", "rto", "steps"}
 	defaultsKeys = []string{"timeout", "retry"}
 	retryKeys    = []string{"attempts", "delay", "max_delay"}
 	stepKeys     = []string{"id", "name", "type", "with", "when", "assert", "timeout", "retry", "continue_on_error", "after_backup_failure"}
@@ -103,7 +104,7 @@ func (l *loader) load(data []byte) *Plan {
 		return nil
 	}
 	p := &Plan{exprs: l.exprs, EnvPrecedence: "file", Defaults: StepDefaults{Timeout: DefaultStepTimeout, Retry: Retry{Attempts: 1}}}
-	var stepsNode, monitorNode, varsNode *yaml.Node
+	var stepsNode, monitorNode, varsNode, restoreNode *yaml.Node
 	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], resolve(root.Content[i+1])
@@ -147,6 +148,8 @@ func (l *loader) load(data []byte) *Plan {
 			monitorNode = v
 		case "steps":
 			stepsNode = v
+		case "restore":
+			restoreNode = v
 		default:
 			l.unknownKey(k, "unknown plan key", planKeys)
 		}
@@ -168,8 +171,93 @@ func (l *loader) load(data []byte) *Plan {
 	if monitorNode != nil {
 		p.Monitor = l.monitor(monitorNode, p)
 	}
+	if restoreNode != nil {
+		p.Restore = l.restore(restoreNode, p)
+	}
 	l.checkRefs(p)
 	return p
+}
+
+// restore reads the plan's `restore:` section: how planrun restore and
+// planrun drill restore what this plan backs up.
+func (l *loader) restore(v *yaml.Node, p *Plan) *RestoreSpec {
+	rs := &RestoreSpec{Steps: map[string]*yaml.Node{}}
+	l.mapping(v, "restore", restoreKeys, func(k, v *yaml.Node) {
+		switch k.Value {
+		case "identity_file":
+			rs.IdentityFile, _ = l.str(v, "restore.identity_file")
+		case "passphrase_file":
+			rs.PassphraseFile, _ = l.str(v, "restore.passphrase_file")
+		case "scratch_dir":
+			rs.ScratchDir, _ = l.str(v, "restore.scratch_dir")
+		case "rto":
+			rs.RTO, _ = l.duration(v, "restore.rto")
+		case "steps":
+			if v.Kind != yaml.MappingNode {
+				l.errf(v, "restore.steps: expected a mapping of backup step ids to param overrides")
+				return
+			}
+			for i := 0; i+1 < len(v.Content); i += 2 {
+				id, with := v.Content[i], resolve(v.Content[i+1])
+				l.restoreOverride(p, id, with)
+				rs.Steps[id.Value] = with
+			}
+		}
+	})
+	return rs
+}
+
+// restoreOverride checks one restore.steps entry: a backup step of the
+// plan whose type has an inverse, and params that inverse type knows.
+func (l *loader) restoreOverride(p *Plan, id, with *yaml.Node) {
+	var step *Step
+	ids := make([]string, 0, len(p.Steps))
+	for _, s := range p.Steps {
+		ids = append(ids, s.ID)
+		if s.ID == id.Value {
+			step = s
+		}
+	}
+	if step == nil {
+		l.errf(id, "restore.steps: unknown step %q%s", id.Value, hintFrom(id.Value, ids))
+		return
+	}
+	if step.Type == nil {
+		return
+	}
+	inv := step.Type.Inverse
+	if inv == nil {
+		l.errf(id, "restore.steps.%s: step type %s has no restore (planrun restore skips it)", id.Value, step.TypeName)
+		return
+	}
+	if with.Kind != yaml.MappingNode {
+		l.errf(with, "restore.steps.%s: expected a mapping of %s params", id.Value, inv.Type)
+		return
+	}
+	// A key is valid if the restore type (or, for data restored differently
+	// into scratch, the scratch type) takes it.
+	var known []string
+	for _, typ := range []string{inv.Type, inv.ScratchType} {
+		if t := l.reg.Lookup(typ); t != nil {
+			known = append(known, t.Params.Names()...)
+		}
+	}
+	for i := 0; i+1 < len(with.Content); i += 2 {
+		if k := with.Content[i]; !contains(known, k.Value) {
+			l.errf(k, "restore.steps.%s: %s has no param %q%s", id.Value, inv.Type, k.Value, hintFrom(k.Value, known))
+		}
+	}
+	l.walkTemplates(with, "restore.steps."+id.Value, func(n *yaml.Node, code string) {
+		l.checkExpr(n, code, exprCtx{what: "restore.steps." + id.Value, vars: allVarNames(p), inMonitor: true})
+	})
+}
+
+func allVarNames(p *Plan) map[string]bool {
+	m := map[string]bool{}
+	for _, v := range p.Vars {
+		m[v.Name] = true
+	}
+	return m
 }
 
 // maxExpandedNodes bounds what aliases may expand to ("billion laughs").

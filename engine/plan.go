@@ -29,6 +29,9 @@ type Plan struct {
 	// success or fail at the end, fail also when the run dies early.
 	Monitor []*Step
 	Steps   []*Step
+	// Restore says how planrun restore and drill restore this plan's
+	// backups (nil: the inverses' defaults).
+	Restore *RestoreSpec
 
 	exprs *exprCache // compiled expressions, shared by load and run
 }
@@ -82,4 +85,17 @@ type Assertion struct {
 	Code      string
 	Line, Col int
 	prog      *vm.Program
+}
+
+// RestoreSpec is a plan's `restore:` section.
+type RestoreSpec struct {
+	IdentityFile   string
+	PassphraseFile string
+	// ScratchDir holds scratch file restores (default: the system temp dir).
+	ScratchDir string
+	// RTO is the budget a drill's measured RTO must stay within (0: none).
+	RTO time.Duration
+	// Steps are param overrides of the derived restore steps, by backup
+	// step id.
+	Steps map[string]*yaml.Node
 }

@@ -10,8 +10,8 @@ type RestoreReport struct {
 	SourcePlan    string        `json:"source_plan"`
 	BackupStarted time.Time     `json:"backup_started"`
 	Scratch       bool          `json:"scratch"`
-	RTO           time.Duration `json:"rto_ns"`           // restore start → last restore step done
-	RPO           time.Duration `json:"rpo_ns"`           // restore start − backup start: the data's age
+	RTO           time.Duration `json:"rto_ns"` // restore start → last restore step done
+	RPO           time.Duration `json:"rpo_ns"` // restore start − backup start: the data's age
 	RTOBudget     time.Duration `json:"rto_budget_ns,omitempty"`
 	Checks        []Check       `json:"checks,omitempty"` // drill comparisons
 	Passed        bool          `json:"passed"`

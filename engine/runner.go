@@ -69,9 +69,10 @@ type Result struct {
 
 // stepState is what later expressions see of a finished step.
 type stepState struct {
-	status  string // success | failed | skipped | interrupted
-	outcome string // before continue_on_error
-	outputs Outputs
+	status   string // success | failed | skipped | interrupted
+	outcome  string // before continue_on_error
+	outputs  Outputs
+	finished time.Time
 }
 
 // run is one apply in progress.

@@ -50,6 +50,7 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 	st := &stepState{outputs: Outputs{}}
 	r.steps[s.ID] = st
 	started := time.Now().UTC()
+	defer func() { st.finished = time.Now().UTC() }()
 
 	skip := func(reason string) {
 		st.status, st.outcome = StatusSkipped, StatusSkipped

@@ -76,15 +76,25 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 	}
 	defer st.Close()
 
-	// First SIGINT/SIGTERM: cancel the running step and run only the
-	// always()/failure() steps. A second one also aborts those.
+	ctx, hard, stop := signalContexts()
+	defer stop()
+
+	res := engine.Apply(ctx, plan, scope, runOptions(st, settings, stderr, *wait, hard))
+	var locked *engine.ErrLocked
+	if errors.As(res.Err, &locked) {
+		fmt.Fprintf(stderr, "planrun: %v\n", locked)
+	}
+	return res.ExitCode
+}
+
+// signalContexts turns the first SIGINT/SIGTERM into a cancellation of
+// ctx (the running step stops, always()/failure() steps still run) and a
+// second one into a cancellation of hard (which aborts those too).
+func signalContexts() (ctx, hard context.Context, stop func()) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	hard, hardCancel := context.WithCancel(context.Background())
-	defer cancel(nil)
-	defer hardCancel()
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	go func() {
 		n := 0
 		for sig := range sigs {
@@ -96,24 +106,27 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}()
+	return ctx, hard, func() {
+		signal.Stop(sigs)
+		cancel(nil)
+		hardCancel()
+	}
+}
 
+// runOptions are the engine options of a recorded run from the CLI.
+func runOptions(st *store.Store, settings engine.Settings, stderr io.Writer, wait bool, hard context.Context) engine.Options {
 	trigger := os.Getenv("PLANRUN_TRIGGER")
 	if trigger == "" {
 		trigger = "cli"
 	}
 	opts := engine.Options{
 		Recorder: st, StateDir: settings.StateDir, LogFormat: settings.LogFormat,
-		Stderr: stderr, Trigger: trigger, Wait: *wait, Hard: hard,
+		Stderr: stderr, Trigger: trigger, Wait: wait, Hard: hard,
 	}
 	if f, ok := stderr.(*os.File); ok && isTerminal(f) {
 		opts.TTY = f
 	}
-	res := engine.Apply(ctx, plan, scope, opts)
-	var locked *engine.ErrLocked
-	if errors.As(res.Err, &locked) {
-		fmt.Fprintf(stderr, "planrun: %v\n", locked)
-	}
-	return res.ExitCode
+	return opts
 }
 
 // isTerminal reports whether f is a character device (a terminal, not a

@@ -78,14 +78,14 @@ func cmdRuns(st *store.Store, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tPLAN\tSTATUS\tSTARTED (UTC)\tDURATION\tEXIT")
+	fmt.Fprintln(tw, "ID\tPLAN\tKIND\tSTATUS\tSTARTED (UTC)\tDURATION\tEXIT")
 	for _, r := range runs {
 		dur, exit := "-", "-"
 		if !r.Finished.IsZero() {
 			dur = histDuration(r.Finished.Sub(r.Started))
 			exit = fmt.Sprint(r.ExitCode)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", histShortID(r.ID), r.Plan, r.Status,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", histShortID(r.ID), r.Plan, r.Kind, r.Status,
 			r.Started.UTC().Format(time.DateTime), dur, exit)
 	}
 	if err := tw.Flush(); err != nil {
@@ -125,10 +125,18 @@ func cmdShow(st *store.Store, args []string, stdout, stderr io.Writer) int {
 		if atts == nil {
 			atts = []engine.AttemptRecord{}
 		}
+		var manifest *engine.Manifest
+		if run.Kind == engine.KindApply {
+			if manifest, err = st.Manifest(context.Background(), run.ID); err != nil {
+				fmt.Fprintf(stderr, "planrun show: %v\n", err)
+				return 1
+			}
+		}
 		err := histJSON(stdout, struct {
 			Run      engine.RunRecord       `json:"run"`
 			Attempts []engine.AttemptRecord `json:"attempts"`
-		}{run, atts})
+			Manifest *engine.Manifest       `json:"manifest,omitempty"`
+		}{run, atts, manifest})
 		if err != nil {
 			fmt.Fprintf(stderr, "planrun show: %v\n", err)
 			return 1
@@ -187,6 +195,26 @@ func histRunHeader(b *strings.Builder, r engine.RunRecord) {
 	}
 	line("Error", r.Error)
 	line("Log", r.LogFile)
+	if r.Kind != "" && r.Kind != engine.KindApply {
+		line("Kind", r.Kind+" of backup run "+r.SourceRun)
+	}
+	if rep := r.Report; rep != nil {
+		v := fmt.Sprintf("RTO %s, RPO %s", histDuration(rep.RTO), histDuration(rep.RPO))
+		if rep.RTOBudget > 0 {
+			v += " (RTO budget " + histDuration(rep.RTOBudget) + ")"
+		}
+		line("Measured", v)
+		for _, c := range rep.Checks {
+			verdict := "equal"
+			if len(c.Diffs) > 0 || c.Error != "" {
+				verdict = "DIFFERS"
+			}
+			line("Compared", fmt.Sprintf("%s %s (%d values): %s", c.Step, c.What, c.Compared, verdict))
+		}
+		for _, p := range rep.Problems {
+			line("Problem", p)
+		}
+	}
 }
 
 func histAttempt(b *strings.Builder, a engine.AttemptRecord) {
@@ -275,7 +303,8 @@ func histIndent(s string, n int) string {
 // monitoring, in place of backup-age alert scripts.
 func cmdStatus(st *store.Store, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("status", stderr)
-	maxAgeText := fs.String("max-age", "", "the newest success must have finished within this `duration` (e.g. 26h, 2d)")
+	maxAgeText := fs.String("max-age", "", "the newest successful backup run must have finished within this `duration` (e.g. 26h, 2d)")
+	drillAgeText := fs.String("drill-max-age", "", "the newest passed drill must have finished within this `duration` (e.g. 35d)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -284,8 +313,28 @@ func cmdStatus(st *store.Store, args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 1 {
 		return histUsage(stderr, "status", "want one plan name, got %d arguments (planrun status PLAN --max-age 26h)", len(pos))
 	}
+	if *maxAgeText == "" && *drillAgeText == "" {
+		return histUsage(stderr, "status", "--max-age (backups) or --drill-max-age (drills) is required (e.g. --max-age 26h)")
+	}
+	plan := pos[0]
+	ctx := context.Background()
+	var drillAge time.Duration
+	if *drillAgeText != "" {
+		if drillAge, err = engine.ParseDuration(*drillAgeText); err != nil || drillAge <= 0 {
+			if err == nil {
+				err = fmt.Errorf("must be positive")
+			}
+			return histUsage(stderr, "status", "--drill-max-age: %v", err)
+		}
+	}
 	if *maxAgeText == "" {
-		return histUsage(stderr, "status", "--max-age is required (e.g. --max-age 26h)")
+		ok, msg, last, err := drillCheck(st, plan, drillAge)
+		if err != nil {
+			fmt.Fprintf(stderr, "planrun status: %v\n", err)
+			return 1
+		}
+		res := statusResult{Plan: plan, OK: ok, Message: msg, DrillMaxAge: drillAge.String(), LastDrill: last, CheckedAt: time.Now().UTC()}
+		return printStatus(res, *asJSON, stdout, stderr)
 	}
 	maxAge, err := engine.ParseDuration(*maxAgeText)
 	if err != nil || maxAge <= 0 {
@@ -294,14 +343,12 @@ func cmdStatus(st *store.Store, args []string, stdout, stderr io.Writer) int {
 		}
 		return histUsage(stderr, "status", "--max-age: %v", err)
 	}
-	plan := pos[0]
-	ctx := context.Background()
 	last, ok, err := st.LastSuccess(ctx, plan)
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun status: %v\n", err)
 		return 1
 	}
-	latest, err := st.Runs(ctx, store.RunFilter{Plan: plan, Limit: 1})
+	latest, err := st.Runs(ctx, store.RunFilter{Plan: plan, Kind: engine.KindApply, Limit: 1})
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun status: %v\n", err)
 		return 1
@@ -350,7 +397,20 @@ func cmdStatus(st *store.Store, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	res.Message = msg.String()
-	if *asJSON {
+	if *drillAgeText != "" {
+		ok, dmsg, last, err := drillCheck(st, plan, drillAge)
+		if err != nil {
+			fmt.Fprintf(stderr, "planrun status: %v\n", err)
+			return 1
+		}
+		res.OK, res.Message = res.OK && ok, res.Message+"\n"+dmsg
+		res.DrillMaxAge, res.LastDrill = drillAge.String(), last
+	}
+	return printStatus(res, *asJSON, stdout, stderr)
+}
+
+func printStatus(res statusResult, asJSON bool, stdout, stderr io.Writer) int {
+	if asJSON {
 		if err := histJSON(stdout, res); err != nil {
 			fmt.Fprintf(stderr, "planrun status: %v\n", err)
 			return 1
@@ -368,14 +428,35 @@ type statusResult struct {
 	Plan          string            `json:"plan"`
 	OK            bool              `json:"ok"`
 	Message       string            `json:"message"`
-	MaxAge        string            `json:"max_age"`
-	MaxAgeSeconds float64           `json:"max_age_seconds"`
+	MaxAge        string            `json:"max_age,omitempty"`
+	MaxAgeSeconds float64           `json:"max_age_seconds,omitempty"`
 	CheckedAt     time.Time         `json:"checked_at"`
 	AgeSeconds    float64           `json:"age_seconds,omitempty"`
 	LastSuccess   *engine.RunRecord `json:"last_success"`
 	LastRun       *engine.RunRecord `json:"last_run"`
+	DrillMaxAge   string            `json:"drill_max_age,omitempty"`
+	LastDrill     *engine.RunRecord `json:"last_drill,omitempty"`
 }
 
+// drillCheck reports whether the plan's newest passed drill is recent
+// enough: the monthly restore test, checked like --max-age checks backups.
+func drillCheck(st *store.Store, plan string, maxAge time.Duration) (ok bool, msg string, last *engine.RunRecord, err error) {
+	r, found, err := st.LastSuccessOf(context.Background(), plan, engine.KindDrill)
+	if err != nil || !found {
+		return false, fmt.Sprintf("DRILL STALE %s: no drill has passed", plan), nil, err
+	}
+	age := time.Since(r.Finished)
+	ok = age <= maxAge
+	verdict := "DRILL OK"
+	if !ok {
+		verdict = "DRILL STALE"
+	}
+	msg = fmt.Sprintf("%s %s: last passed drill %s (%s ago, run %s", verdict, plan, histTime(r.Finished), histDuration(age), histShortID(r.ID))
+	if r.Report != nil {
+		msg += ", RTO " + histDuration(r.Report.RTO)
+	}
+	return ok, msg + ")", &r, nil
+}
 // histShortID is the id as `runs` lists it; `show` accepts it back.
 func histShortID(id string) string {
 	if len(id) > 8 {

@@ -15,10 +15,13 @@ const usage = `planrun — declarative backup and disaster-recovery plans
 
 Usage:
   planrun apply PLAN [--dry-run] [--env-file F]... [--var k=v]... [--wait] [--db PATH]
+  planrun restore PLAN [--run ID|latest] [--only STEP,...] [--into scratch] [--keep] [--dry-run] [--yes]
+  planrun restore --manifest FILE [PLAN] [--identity-file F] [--env-file F]... ...
+  planrun drill PLAN [--run ID|latest] [--manifest FILE] [--only STEP,...] [--keep] [--dry-run]
   planrun validate [--strict] PLAN...
   planrun runs [--plan NAME] [--limit N] [--json]
   planrun show RUN [--json]
-  planrun status PLAN --max-age 26h
+  planrun status PLAN --max-age 26h [--drill-max-age 35d]
   planrun steps [TYPE]
   planrun schema
   planrun version
@@ -47,6 +50,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch verb {
 	case "apply":
 		return cmdApply(rest, stdout, stderr)
+	case "restore":
+		return cmdRestore(rest, os.Stdin, stdout, stderr, false)
+	case "drill":
+		return cmdRestore(rest, os.Stdin, stdout, stderr, true)
 	case "validate":
 		return cmdValidate(rest, stdout, stderr)
 	case "steps":

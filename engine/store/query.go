@@ -23,6 +23,7 @@ var (
 // RunFilter selects runs for Runs.
 type RunFilter struct {
 	Plan  string // only runs of this plan; "" for all
+	Kind  string // only runs of this kind (apply, restore, drill); "" for all
 	Limit int    // at most this many; 0 for no limit
 }
 
@@ -31,11 +32,15 @@ const runColumns = `id, plan, plan_file, plan_sha256, host, trigger, pid, starte
 
 // Runs lists runs, newest first.
 func (s *Store) Runs(ctx context.Context, f RunFilter) ([]engine.RunRecord, error) {
-	q := `SELECT ` + runColumns + ` FROM runs`
+	q := `SELECT ` + runColumns + ` FROM runs WHERE 1 = 1`
 	var args []any
 	if f.Plan != "" {
-		q += ` WHERE plan = ?`
+		q += ` AND plan = ?`
 		args = append(args, f.Plan)
+	}
+	if f.Kind != "" {
+		q += ` AND kind = ?`
+		args = append(args, f.Kind)
 	}
 	q += ` ORDER BY started DESC, rowid DESC`
 	if f.Limit > 0 {
@@ -208,4 +213,24 @@ func (s *Store) Manifest(ctx context.Context, id string) (*engine.Manifest, erro
 		}
 	}
 	return m, nil
+}
+
+// LatestManifest returns the manifest of the plan's newest successful
+// backup run that wrote artifacts.
+func (s *Store) LatestManifest(ctx context.Context, plan string) (*engine.Manifest, error) {
+	runs, err := s.queryRuns(ctx, `SELECT `+runColumns+` FROM runs
+		WHERE plan = ? AND kind = ? AND status = ? ORDER BY started DESC LIMIT 100`, plan, engine.KindApply, engine.StatusSuccess)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range runs {
+		m, err := s.Manifest(ctx, r.ID)
+		if err != nil {
+			return nil, err
+		}
+		if len(m.Artifacts) > 0 {
+			return m, nil
+		}
+	}
+	return nil, fmt.Errorf("plan %q: %w with artifacts among its last %d successful backup runs", plan, ErrNotFound, len(runs))
 }
