@@ -160,7 +160,8 @@ func BuildRestore(req RestoreRequest, reg *Registry) (*RestorePlan, error) {
 			add(step, "id", id)
 			add(step, "name", "sha256 of "+filepath.Base(a.Path)+" equals the manifest's")
 			add(step, "type", "verify")
-			add(step, "with", map[string]any{"path": globQuote(input), "sha256": a.SHA256})
+			// The manifest's digest is the reference; a sidecar may not have travelled.
+			add(step, "with", map[string]any{"path": globQuote(input), "sha256": a.SHA256, "sidecar": "optional"})
 			add(step, "when", "always()") // check every artifact, whatever failed before
 			stepsNode.Content = append(stepsNode.Content, step)
 			rp.Steps = append(rp.Steps, RestoreStep{ID: id, Artifact: a, Input: input, Check: true})
@@ -345,7 +346,11 @@ func (rp *RestorePlan) report(r *run) *RestoreReport {
 			last = st.finished
 		}
 		if st.status != StatusSuccess {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %s", s.ID, st.status))
+			why := st.err
+			if why == "" {
+				why = st.status
+			}
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %s", s.ID, why))
 		}
 		if !rp.Request.Drill {
 			continue
@@ -353,7 +358,7 @@ func (rp *RestorePlan) report(r *run) *RestoreReport {
 		if s.Check {
 			c := Check{Step: s.ID, Artifact: s.Artifact.Path, What: "sha256", Compared: 1}
 			if st.status != StatusSuccess {
-				c.Error = "sha256 differs from the manifest's, or the artifact is missing or unreadable"
+				c.Error = st.err
 			}
 			rep.Checks = append(rep.Checks, c)
 			continue
@@ -363,7 +368,7 @@ func (rp *RestorePlan) report(r *run) *RestoreReport {
 			got, ok := CountsOf(st.outputs["counts"])
 			switch {
 			case st.status != StatusSuccess:
-				c.Error = "restore failed: nothing to compare"
+				c.Error = "not compared: the restore failed"
 			case !ok:
 				c.Error = "the restore step measured no counts"
 			default:

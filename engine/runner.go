@@ -73,6 +73,7 @@ type stepState struct {
 	outcome  string // before continue_on_error
 	outputs  Outputs
 	finished time.Time
+	err      string // why it failed (redacted)
 }
 
 // run is one apply in progress.

@@ -96,6 +96,16 @@ func Schema(reg *Registry) ([]byte, error) {
 			"monitor": map[string]any{"type": "array", "items": map[string]any{"$ref": "#/$defs/monitor"},
 				"description": "notifications the engine sends itself: start, then success or fail (also when the run dies early)"},
 			"steps": map[string]any{"type": "array", "minItems": 1, "items": map[string]any{"$ref": "#/$defs/step"}},
+			"restore": map[string]any{"type": "object", "additionalProperties": false,
+				"description": "how planrun restore and planrun drill restore this plan's backups",
+				"properties": map[string]any{
+					"identity_file":   map[string]any{"type": "string", "description": "age identity that decrypts the artifacts"},
+					"passphrase_file": map[string]any{"type": "string", "description": "passphrase file of passphrase-encrypted artifacts"},
+					"scratch_dir":     map[string]any{"type": "string", "description": "where scratch file restores go (default: the temp dir)"},
+					"rto":             map[string]any{"$ref": "#/$defs/duration", "description": "RTO budget: a drill that takes longer fails"},
+					"steps": map[string]any{"type": "object", "description": "per backup step id: params of its derived restore step that override the defaults",
+						"additionalProperties": map[string]any{"type": "object"}},
+				}},
 		},
 		"$defs": defs,
 	}

@@ -35,7 +35,7 @@ func (r *run) decide(s *Step, scope map[string]any) (bool, string, error) {
 		return false, "", err
 	}
 	if !ok {
-		return false, "when: " + s.When + " → false", nil
+		return false, "when " + s.When + " → false", nil
 	}
 	if !s.whenDefault {
 		return true, "when " + s.When + " → true", nil
@@ -66,7 +66,7 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 	}
 	fail := func(err error) {
 		msg := r.scope.Secrets.Redact(err.Error())
-		st.outcome = StatusFailed
+		st.outcome, st.err = StatusFailed, msg
 		if kind == KindBackup && r.backupFailed == "" {
 			r.backupFailed = s.ID
 		}
@@ -173,7 +173,7 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 		}
 	}
 	if r.interrupted != nil && parent == ctx {
-		st.status, st.outcome = StatusInterrupted, StatusInterrupted
+		st.status, st.outcome, st.err = StatusInterrupted, StatusInterrupted, r.scope.Secrets.Redact(lastErr.Error())
 		if kind == KindBackup && r.backupFailed == "" {
 			r.backupFailed = s.ID // a stopped backup is no backup: hold destructive steps
 		}

@@ -31,7 +31,7 @@ name, fsync, rename, .sha256 sidecar; never encrypted (it holds no secret) so a
 fresh host can read it before it has any key.`,
 	Kind:    engine.KindOther,
 	Outputs: append([]engine.Output(nil), artifact.StandardOutputs[:3]...),
-	Example: "output: /backups/manifests/kaleem-daily-${{ vars.stamp }}.manifest.json",
+	Example: "output: /backups/manifests/kaleem-daily-${{ run.started.Format(\"20060102T150405Z\") }}.manifest.json",
 	Preview: func(env *engine.Env, p *ManifestParams) []string {
 		return []string{"write: " + p.Output + " (the run's manifest, JSON; + .sha256)"}
 	},

@@ -78,14 +78,14 @@ func cmdRuns(st *store.Store, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tPLAN\tKIND\tSTATUS\tSTARTED (UTC)\tDURATION\tEXIT")
+	fmt.Fprintln(tw, "ID\tPLAN\tSTATUS\tKIND\tSTARTED (UTC)\tDURATION\tEXIT")
 	for _, r := range runs {
 		dur, exit := "-", "-"
 		if !r.Finished.IsZero() {
 			dur = histDuration(r.Finished.Sub(r.Started))
 			exit = fmt.Sprint(r.ExitCode)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", histShortID(r.ID), r.Plan, r.Kind, r.Status,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", histShortID(r.ID), r.Plan, r.Status, r.Kind,
 			r.Started.UTC().Format(time.DateTime), dur, exit)
 	}
 	if err := tw.Flush(); err != nil {

@@ -81,10 +81,10 @@ func TestRunsTable(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
 	want := []string{
-		`^ID +PLAN +STATUS +STARTED \(UTC\) +DURATION +EXIT$`,
-		`^cccccccc +kaleem-daily +running +2024-05-01 05:00:00 +- +-$`,
-		`^bbbbbbbb +chitlaq-full +failed +2024-05-01 04:00:00 +1m30s +1$`,
-		`^aaaaaaaa +kaleem-daily +success +2024-05-01 03:00:00 +5m12s +0$`,
+		`^ID +PLAN +STATUS +KIND +STARTED \(UTC\) +DURATION +EXIT$`,
+		`^cccccccc +kaleem-daily +running +apply +2024-05-01 05:00:00 +- +-$`,
+		`^bbbbbbbb +chitlaq-full +failed +apply +2024-05-01 04:00:00 +1m30s +1$`,
+		`^aaaaaaaa +kaleem-daily +success +apply +2024-05-01 03:00:00 +5m12s +0$`,
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("got %d lines:\n%s", len(lines), r.stdout)
@@ -291,7 +291,8 @@ func TestStatusUsage(t *testing.T) {
 		args []string
 		msg  string
 	}{
-		{[]string{"p"}, "--max-age is required"},
+		{[]string{"p"}, "--max-age (backups) or --drill-max-age (drills) is required"},
+		{[]string{"p", "--drill-max-age", "soon"}, `--drill-max-age: invalid duration "soon"`},
 		{[]string{"--max-age", "26h"}, "want one plan name"},
 		{[]string{"a", "b", "--max-age", "26h"}, "want one plan name"},
 		{[]string{"p", "--max-age", "soon"}, `invalid duration "soon"`},

@@ -113,7 +113,7 @@ func cmdRestore(args []string, stdin io.Reader, stdout, stderr io.Writer, drill 
 		}
 		return engine.ExitOK
 	}
-	if !req.Scratch && !yes {
+	if !rp.Request.Scratch && !yes {
 		if !confirm(stdin, stdout, rp) {
 			fmt.Fprintln(stderr, "planrun restore: not confirmed: the original targets are untouched (--yes skips the question; --into scratch restores into throwaway targets)")
 			return engine.ExitInvalid
