@@ -457,6 +457,7 @@ func drillCheck(st *store.Store, plan string, maxAge time.Duration) (ok bool, ms
 	}
 	return ok, msg + ")", &r, nil
 }
+
 // histShortID is the id as `runs` lists it; `show` accepts it back.
 func histShortID(id string) string {
 	if len(id) > 8 {
