@@ -22,5 +22,15 @@ echo
 echo "They are standard formats. With the age and zstd CLIs:"
 echo "  (cd .demo/backups && sha256sum -c $(basename "$latest").sha256)"
 echo "  age -d -i testdata/keys/demo.agekey $latest | zstd -d | tar -t"
-echo "Status check for monitoring: bin/planrun status demo --max-age 26h"
-bin/planrun status demo --max-age 26h
+echo
+echo "== restore the latest backup into a scratch directory, derived from its manifest"
+bin/planrun restore demo --into scratch
+echo
+echo "== drill: restore into scratch and compare with the manifest (sha256, files, dirs, bytes)"
+bin/planrun drill demo
+echo
+echo "== runs: the backup, the restore and the drill"
+bin/planrun runs --plan demo --limit 3
+echo
+echo "Status check for monitoring: bin/planrun status demo --max-age 26h --drill-max-age 35d"
+bin/planrun status demo --max-age 26h --drill-max-age 35d
