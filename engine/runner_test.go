@@ -499,3 +499,101 @@ func TestProgressLineOnTTY(t *testing.T) {
 	require.Equal(t, 0, res.ExitCode, "%v", res.Err)
 	assert.Contains(t, tty.String(), "s: 3.0 MiB")
 }
+
+func TestAssertFailsTheStepNamingExpressionAndValues(t *testing.T) {
+	h := newHarness(t)
+	res := h.apply(context.Background(), `version: 1
+name: asserts
+steps:
+  - id: a
+    type: echo
+    with: {value: "7"}
+  - id: b
+    type: echo
+    retry: {attempts: 3, delay: 1ms}
+    with: {value: "8"}
+    assert:
+      - steps.b.outputs.value != ""
+      - steps.b.outputs.value == steps.a.outputs.value
+  - id: c
+    type: echo
+    with: {value: x}
+`)
+	assert.Equal(t, engine.ExitFailed, res.ExitCode)
+	assert.Equal(t, []string{"failed"}, h.rec.statusOf("b"), "a false assertion is not retried")
+	assert.Equal(t, []string{"skipped"}, h.rec.statusOf("c"))
+	require.Error(t, res.Err)
+	assert.Contains(t, res.Err.Error(), `assert failed: steps.b.outputs.value == steps.a.outputs.value (steps.b.outputs.value = 8, steps.a.outputs.value = 7)`)
+	assert.NotContains(t, res.Err.Error(), `value != ""`, "only the false assertion is named")
+}
+
+func TestAssertPasses(t *testing.T) {
+	h := newHarness(t)
+	res := h.apply(context.Background(), `version: 1
+name: asserts
+steps:
+  - id: a
+    type: echo
+    with: {value: "7"}
+    assert: ['steps.a.outputs.value == "7"']
+`)
+	assert.Equal(t, engine.ExitOK, res.ExitCode, "%v", res.Err)
+}
+
+func TestAssertIsValidated(t *testing.T) {
+	for _, tc := range []struct{ assert, want string }{
+		{`[steps.later.outputs.value == "x"]`, `refers to step "later", which runs later`},
+		{`[steps.a.outputs.nope == "x"]`, `has no output "nope"`},
+		{`[failure()]`, `belong in when`},
+		{`["steps.a.outputs.value =="]`, `t.yaml:6:`},
+		{`steps.a.outputs.value`, `expected a list of boolean expressions`},
+	} {
+		src := "version: 1\nname: v\nsteps:\n  - id: a\n    type: echo\n    assert: " + tc.assert + "\n  - id: later\n    type: echo\n"
+		_, err := engine.Load("t.yaml", []byte(src), (&fakes{}).registry())
+		require.Error(t, err, tc.assert)
+		assert.Contains(t, err.Error(), tc.want, tc.assert)
+	}
+}
+
+// The dry run prepares steps exactly like apply; what only the run can
+// know (an earlier step's outputs, even inside filter()) is shown as
+// written instead of failing, and a plain mistake is still an error.
+func TestDryRunSharesThePreparePath(t *testing.T) {
+	reg := (&fakes{}).registry()
+	p, err := engine.Load("t.yaml", []byte(`version: 1
+name: dry
+vars: {suffix: ".age"}
+steps:
+  - id: list
+    type: echo
+    with: {value: x}
+  - id: pick
+    type: echo
+    when: steps.list.outputs.value != ""
+    with: {value: '${{ join(filter(split(steps.list.outputs.value, ","), {# endsWith vars.suffix}), ",") }}'}
+  - id: plain
+    type: echo
+    with: {value: "${{ vars.suffix }}", fail: 0}
+`), reg)
+	require.NoError(t, err)
+	scope, err := engine.Prepare(p, engine.Invocation{})
+	require.NoError(t, err)
+	var out bytes.Buffer
+	require.NoError(t, engine.DryRun(&out, p, scope))
+	assert.Contains(t, out.String(), "step 2/3 pick (echo): would run (when steps.list.outputs.value != \"\" is decided when the run gets there")
+	assert.Contains(t, out.String(), `value: ${{ join(filter(`)
+	assert.Contains(t, out.String(), "value: .age")
+
+	bad, err := engine.Load("t.yaml", []byte(`version: 1
+name: dry
+steps:
+  - id: a
+    type: echo
+    with: {value: '${{ int("x") }}'}
+`), reg)
+	require.NoError(t, err)
+	scope, err = engine.Prepare(bad, engine.Invocation{})
+	require.NoError(t, err)
+	out.Reset()
+	assert.Error(t, engine.DryRun(&out, bad, scope), "an expression that fails for a reason known now fails the dry run")
+}
