@@ -78,6 +78,14 @@ func (e *Env) RecordArtifact(a *ArtifactRecord) {
 	e.artifacts = append(e.artifacts, a)
 }
 
+// Artifacts returns what this attempt has recorded so far.
+func (e *Env) Artifacts() []*ArtifactRecord {
+	if e == nil {
+		return nil
+	}
+	return e.artifacts
+}
+
 // RunArtifacts returns the artifacts recorded so far in this run by
 // earlier steps (what a manifest step writes).
 func (e *Env) RunArtifacts() []ArtifactRecord {

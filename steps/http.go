@@ -18,6 +18,7 @@ import (
 	"github.com/planrun/planrun/engine"
 	"github.com/planrun/planrun/steps/internal/artifact"
 	"github.com/planrun/planrun/steps/internal/httpx"
+	"github.com/planrun/planrun/steps/internal/rabbitdefs"
 )
 
 // BasicAuth is the basic_auth block of the http steps.
@@ -261,7 +262,13 @@ into the artifact, and any failure (status, expect_json, expect_body_contains,
 a broken connection) discards it. Without save, the body (first 64 KiB) is an
 output and the checks make it a health check for restore plans.
 Example: RabbitMQ definitions export is GET {mgmt}/api/definitions with
-basic_auth and expect_json.`,
+basic_auth and expect_json. A saved definitions export is recognised as it
+streams: the manifest records the lengths of its queues, exchanges,
+bindings, users, vhosts and policies lists and the broker version, and
+planrun restore POSTs it back to the same URL with the same user and
+password_env (a literal password is not recorded: give it in the restore
+overrides); a drill, which must not import into a live broker, verifies
+the artifact and counts its content instead.`,
 	Kind: engine.KindBackup,
 	// Only a GET that saves an artifact is a backup; a health check is not,
 	// so its failure does not hold back retention.
@@ -278,6 +285,7 @@ basic_auth and expect_json.`,
 		engine.Output{Name: "duration_ms", Doc: "time taken, milliseconds"},
 	),
 	Example: "url: http://127.0.0.1:15672/api/definitions\nbasic_auth: {user: admin, password_env: RABBITMQ_PASS}\nexpect_json: true\nsave: {output: /backups/rabbitmq-definitions.json.zst, encrypt: {recipients_file: /etc/planrun/backup.pub}}",
+	Inverse: &engine.Inverse{Type: "http-post", ScratchType: "verify", With: httpGetInverse},
 	Preview: func(env *engine.Env, p *HTTPGetParams) []string {
 		out := []string{"get: " + env.Secrets.Redact(p.URL)}
 		if p.Save != nil {
@@ -293,6 +301,7 @@ basic_auth and expect_json.`,
 		}
 		out := engine.Outputs{}
 		var w *artifact.Writer
+		var defs *rabbitdefs.Counter
 		status, ctype, err := p.do(ctx, env, http.MethodGet, nil, hdr, func(body io.Reader) error {
 			if p.Save == nil {
 				b, err := io.ReadAll(io.LimitReader(body, 64<<10))
@@ -307,7 +316,9 @@ basic_auth and expect_json.`,
 			if err != nil {
 				return err
 			}
-			_, err = io.Copy(progressWriter(w, env), body)
+			// Count RabbitMQ definitions from the plaintext as it passes.
+			defs = rabbitdefs.NewCounter()
+			_, err = io.Copy(io.MultiWriter(progressWriter(w, env), defs), body)
 			return err
 		})
 		if w != nil {
@@ -315,12 +326,28 @@ basic_auth and expect_json.`,
 		}
 		out["status"], out["content_type"] = status, ctype
 		if err != nil {
+			if defs != nil {
+				defs.Abort()
+			}
 			return out, err
 		}
 		if w != nil {
+			info, derr := defs.Result()
 			res, err := w.Commit()
 			if err != nil {
 				return out, err
+			}
+			res.Record.Source = p.source(ctype)
+			switch {
+			case derr == nil:
+				res.Record.Source["format"] = rabbitdefs.Kind
+				res.Record.Counts = info.Counts
+				if info.Version != "" {
+					res.Record.Tools = map[string]string{"rabbitmq": info.Version}
+				}
+				env.Log.Info("RabbitMQ definitions saved", "counts", formatCounts(info.Counts))
+			case !errors.Is(derr, rabbitdefs.ErrNotDefinitions):
+				env.Log.Warn("body looks like RabbitMQ definitions but does not parse; no counts recorded", "error", derr.Error())
 			}
 			for k, v := range res.Outputs() {
 				out[k] = v
@@ -331,6 +358,87 @@ basic_auth and expect_json.`,
 	},
 }
 
+// source describes where a saved body came from, for the manifest: the URL
+// without userinfo, and the names (never the values) of the credentials.
+func (r *HTTPRequest) source(contentType string) map[string]string {
+	src := map[string]string{"kind": "http", "url": urlWithoutUserinfo(r.URL)}
+	if contentType != "" {
+		src["content_type"] = contentType
+	}
+	if b := r.BasicAuth; b != nil {
+		src["user"] = b.User
+		if b.PasswordEnv != "" {
+			src["password_env"] = b.PasswordEnv
+		}
+	}
+	for h, name := range r.HeadersFromEnv {
+		src[headerEnvPrefix+h] = name
+	}
+	return src
+}
+
+// headerEnvPrefix marks a Source entry "header_env:<Header>" = env name.
+const headerEnvPrefix = "header_env:"
+
+func urlWithoutUserinfo(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	u.User = nil
+	return u.String()
+}
+
+// httpGetInverse restores a saved RabbitMQ definitions export: POST it back
+// to the URL it came from (the management API imports definitions there,
+// for the whole broker or the vhost the URL names). A scratch restore
+// cannot import definitions into a live broker safely, so it verifies and
+// measures the artifact instead (verify with inspect). Other saved bodies
+// have no known restore.
+func httpGetInverse(a engine.ArtifactRecord, t engine.RestoreTarget) (map[string]any, error) {
+	if a.Source["format"] != rabbitdefs.Kind {
+		return nil, fmt.Errorf("http-get artifact %s (from %s) is not a RabbitMQ definitions export: no restore is known for it; restore it by hand", a.Path, a.Source["url"])
+	}
+	keys := func(with map[string]any) map[string]any {
+		if t.IdentityFile != "" {
+			with["identity_file"] = t.IdentityFile
+		}
+		if t.PassphraseFile != "" {
+			with["passphrase_file"] = t.PassphraseFile
+		}
+		return with
+	}
+	if t.Scratch {
+		with := map[string]any{"path": t.Input, "inspect": rabbitdefs.Kind, "sidecar": "optional"}
+		if a.SHA256 != "" {
+			with["sha256"] = a.SHA256
+		}
+		return keys(with), nil
+	}
+	if a.Source["url"] == "" {
+		return nil, fmt.Errorf("http-get artifact %s: no source url recorded", a.Path)
+	}
+	with := map[string]any{"url": a.Source["url"], "method": "POST", "input": t.Input, "content_type": "application/json",
+		"verify_import": rabbitdefs.Kind}
+	if user := a.Source["user"]; user != "" {
+		ba := map[string]any{"user": user}
+		if pe := a.Source["password_env"]; pe != "" {
+			ba["password_env"] = pe
+		}
+		with["basic_auth"] = ba
+	}
+	hfe := map[string]any{}
+	for k, v := range a.Source {
+		if h, ok := strings.CutPrefix(k, headerEnvPrefix); ok {
+			hfe[h] = v
+		}
+	}
+	if len(hfe) > 0 {
+		with["headers_from_env"] = hfe
+	}
+	return keys(with), nil
+}
+
 // HTTPPostParams are the params of http-post.
 type HTTPPostParams struct {
 	HTTPRequest          `yaml:",inline"`
@@ -338,6 +446,7 @@ type HTTPPostParams struct {
 	Input                string `yaml:"input" doc:"file (artifact) sent as the body, decrypted and decompressed on the fly; re-opened for each retry"`
 	Body                 string `yaml:"body" doc:"literal body (instead of input)"`
 	ContentType          string `yaml:"content_type" default:"application/json" doc:"Content-Type of the body"`
+	VerifyImport         string `yaml:"verify_import" enum:"none|rabbitmq-definitions" default:"none" doc:"rabbitmq-definitions: after the POST, GET the same URL and count how many of the input's queues, exchanges, bindings, users, vhosts and policies the broker has (the counts output); fail unless all"`
 	artifact.ReadOptions `yaml:",inline"`
 }
 
@@ -346,7 +455,51 @@ func (p *HTTPPostParams) Validate() error {
 	if p.Input != "" && p.Body != "" {
 		return errors.New("give input or body, not both")
 	}
+	if p.VerifyImport != "none" && p.Input == "" {
+		return errors.New("verify_import: needs input (the definitions artifact)")
+	}
 	return p.HTTPRequest.validate()
+}
+
+// verifyImport reads the imported definitions back from the broker and
+// counts the input's objects found there.
+func (p *HTTPPostParams) verifyImport(ctx context.Context, env *engine.Env, hdr http.Header) (map[string]int64, error) {
+	src, err := artifact.OpenWith(ctx, env, p.Input, p.ReadOptions, artifact.Plain|artifact.VerifySidecar)
+	if err != nil {
+		return nil, fmt.Errorf("verify_import: %w", err)
+	}
+	want, err := rabbitdefs.Objects(src)
+	if err == nil {
+		_, err = io.Copy(io.Discard, src) // to the end, where the sidecar is checked
+	}
+	src.Close()
+	if err != nil {
+		return nil, fmt.Errorf("verify_import: input %s: %w", p.Input, err)
+	}
+	get := p.HTTPRequest // the expect_* checks are for the POST's answer
+	get.ExpectStatus, get.ExpectJSON, get.ExpectBodyContains = 0, false, ""
+	h := hdr.Clone()
+	h.Del("Content-Type")
+	var have map[string]map[string]bool
+	if _, _, err := get.do(ctx, env, http.MethodGet, nil, h, func(body io.Reader) error {
+		var err error
+		have, err = rabbitdefs.Objects(body)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("verify_import: reading the definitions back: %w", err)
+	}
+	found := rabbitdefs.Found(want, have)
+	var missing []string
+	for _, k := range rabbitdefs.Counted {
+		if n, ok := found[k]; ok && n != int64(len(want[k])) {
+			missing = append(missing, fmt.Sprintf("%s %d of %d", k, n, len(want[k])))
+		}
+	}
+	if len(missing) > 0 {
+		return found, fmt.Errorf("verify_import: the broker lacks part of %s after the import: %s present", p.Input, strings.Join(missing, ", "))
+	}
+	env.Log.Info("imported definitions present on the broker", "counts", formatCounts(found))
+	return found, nil
 }
 
 // HTTPPost sends a file or a literal body.
@@ -357,15 +510,19 @@ var HTTPPost = engine.Def[HTTPPostParams]{
 streamed as the body; every retry re-opens it, so retries send the whole
 body again. Retries: connection errors, 429 and 5xx, never other 4xx. A
 request that failed may still have been applied, so set retries: 0 for an
-endpoint that is not idempotent. Example: RabbitMQ definitions import is POST {mgmt}/api/definitions.`,
+endpoint that is not idempotent. Example: RabbitMQ definitions import is POST {mgmt}/api/definitions;
+verify_import: rabbitmq-definitions then reads the definitions back from the same URL and
+counts how many of the input's objects the broker has (what a restore compares with the
+backup's counts; an import is additive, so objects the broker had before are not counted).`,
 	Kind: engine.KindOther,
 	Outputs: []engine.Output{
 		{Name: "status", Doc: "HTTP status code"},
 		{Name: "content_type", Doc: "response Content-Type"},
 		{Name: "body", Doc: "response body, first 64 KiB, redacted"},
+		{Name: "counts", Doc: "with verify_import: the input's objects found on the broker afterwards, keyed queues, exchanges, ... like a manifest's counts"},
 		{Name: "duration_ms", Doc: "time taken, milliseconds"},
 	},
-	Example: "url: http://127.0.0.1:15672/api/definitions\nbasic_auth: {user: admin, password_env: RABBITMQ_PASS}\ninput: /backups/rabbitmq-definitions.json.zst\nidentity_file: /etc/planrun/restore.key",
+	Example: "url: http://127.0.0.1:15672/api/definitions\nbasic_auth: {user: admin, password_env: RABBITMQ_PASS}\ninput: /backups/rabbitmq-definitions.json.zst\nidentity_file: /etc/planrun/restore.key\nverify_import: rabbitmq-definitions",
 	Preview: func(env *engine.Env, p *HTTPPostParams) []string {
 		src := "body"
 		if p.Input != "" {
@@ -406,6 +563,15 @@ endpoint that is not idempotent. Example: RabbitMQ definitions import is POST {m
 		out["status"], out["content_type"] = status, ctype
 		if err != nil {
 			return out, err
+		}
+		if p.VerifyImport == rabbitdefs.Kind {
+			counts, err := p.verifyImport(ctx, env, hdr)
+			if counts != nil {
+				out["counts"] = counts
+			}
+			if err != nil {
+				return out, err
+			}
 		}
 		out["duration_ms"] = time.Since(start).Milliseconds()
 		return out, nil

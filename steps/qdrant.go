@@ -151,6 +151,77 @@ func (q *qdrantClient) do(req *retryablehttp.Request, out any) error {
 	return nil
 }
 
+// version returns the server's version from GET / (which, unlike the
+// other endpoints, answers without the result envelope).
+func (q *qdrantClient) version(ctx context.Context) (string, error) {
+	req, err := q.request(ctx, http.MethodGet, "/", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := q.http.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("qdrant GET /: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("qdrant GET /: %w", httpx.NewStatusError(resp, q.base+"/"))
+	}
+	var v struct {
+		Version string `json:"version"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
+		return "", fmt.Errorf("qdrant GET /: %w", err)
+	}
+	return v.Version, nil
+}
+
+// countPoints is the exact number of points in a collection (POST
+// /collections/{name}/points/count {"exact": true}). Qdrant documents the
+// points_count of GET /collections/{name} as approximate, so it is not used.
+func (q *qdrantClient) countPoints(ctx context.Context, collection string) (int64, error) {
+	var res struct {
+		Count *int64 `json:"count"`
+	}
+	path := "/collections/" + url.PathEscape(collection) + "/points/count"
+	if err := q.call(ctx, http.MethodPost, path, map[string]bool{"exact": true}, &res); err != nil {
+		return 0, fmt.Errorf("count points of %s: %w", collection, err)
+	}
+	if res.Count == nil {
+		return 0, fmt.Errorf("count points of %s: answer has no count", collection)
+	}
+	return *res.Count, nil
+}
+
+// listCollections returns the collection names the server lists.
+func (q *qdrantClient) listCollections(ctx context.Context) ([]string, error) {
+	var list struct {
+		Collections []struct {
+			Name string `json:"name"`
+		} `json:"collections"`
+	}
+	if err := q.call(ctx, http.MethodGet, "/collections", nil, &list); err != nil {
+		return nil, err
+	}
+	names := make([]string, len(list.Collections))
+	for i, c := range list.Collections {
+		names[i] = c.Name
+	}
+	return names, nil
+}
+
+// pointsKey is the manifest's count key for a collection's points.
+func pointsKey(collection string) string { return "points:" + collection }
+
+// source describes the server for a manifest: the URL without userinfo and
+// the name (never the value) of the API key's variable.
+func (c *QdrantConn) source() map[string]string {
+	src := map[string]string{"kind": "qdrant", "url": urlWithoutUserinfo(c.URL)}
+	if c.APIKeyEnv != "" {
+		src["api_key_env"] = c.APIKeyEnv
+	}
+	return src
+}
+
 func qdrantSnapshotsPath(collection string) string {
 	if collection == "" {
 		return "/snapshots"
@@ -206,8 +277,17 @@ deletes the server-side snapshot (delete_after). A download that fails
 half-way is retried from the start; the partial artifact is discarded.
 Restore a collection snapshot with qdrant-restore; a full-storage snapshot
 is restored by starting Qdrant with --storage-snapshot FILE (decrypt and
-decompress it first with the decrypt/decompress steps).`,
-	Kind: engine.KindBackup,
+decompress it first with the decrypt/decompress steps).
+
+The manifest records each collection's exact point count (POST
+/collections/{name}/points/count {"exact": true}), taken right after the
+snapshot is created. Qdrant offers no count consistent with a snapshot: on
+a collection written to while the snapshot is made, the recorded count
+can differ from the snapshot's content (a warning says so when the counts
+before and after creation differ), and a drill's comparison with it then
+fails.`,
+	Kind:    engine.KindBackup,
+	Inverse: &engine.Inverse{Type: "qdrant-restore", With: qdrantSnapshotInverse},
 	Outputs: append(append([]engine.Output(nil), artifact.StandardOutputs...),
 		engine.Output{Name: "snapshots", Doc: "server-side snapshot names, in collection order"},
 		engine.Output{Name: "artifacts", Doc: "one entry per artifact: collection, path, size, sha256, bytes_in, snapshot"},
@@ -242,18 +322,16 @@ func runQdrantSnapshot(ctx context.Context, env *engine.Env, p *QdrantSnapshotPa
 	if err != nil {
 		return nil, err
 	}
+	// The version is informative: a server that hides it (a proxy in
+	// front) does not fail the backup.
+	ver, err := q.version(ctx)
+	if err != nil {
+		env.Log.Warn("qdrant server version unknown", "error", err.Error())
+	}
 	targets := p.Collections
 	if p.AllCollections {
-		var list struct {
-			Collections []struct {
-				Name string `json:"name"`
-			} `json:"collections"`
-		}
-		if err := q.call(ctx, http.MethodGet, "/collections", nil, &list); err != nil {
+		if targets, err = q.listCollections(ctx); err != nil {
 			return nil, err
-		}
-		for _, c := range list.Collections {
-			targets = append(targets, c.Name)
 		}
 		if len(targets) == 0 {
 			return nil, errors.New("all_collections: the server has no collections")
@@ -269,6 +347,10 @@ func runQdrantSnapshot(ctx context.Context, env *engine.Env, p *QdrantSnapshotPa
 		res, snap, err := q.snapshotOne(ctx, p, coll)
 		if err != nil {
 			return nil, err
+		}
+		if ver != "" {
+			res.Record.Tools = map[string]string{"qdrant": ver}
+			res.Record.Source["server_version"] = ver
 		}
 		names = append(names, snap)
 		arts = append(arts, map[string]any{
@@ -296,6 +378,18 @@ func (q *qdrantClient) snapshotOne(ctx context.Context, p *QdrantSnapshotParams,
 		what = "collection " + coll
 	}
 	base := qdrantSnapshotsPath(coll)
+	// Qdrant gives no count consistent with a snapshot: the exact count
+	// is taken just before and right after creation. When they differ the
+	// collection was written to meanwhile, and a drill may see a different
+	// number than recorded (the later one).
+	var before map[string]int64
+	if coll != "" {
+		n, err := q.countPoints(ctx, coll)
+		if err != nil {
+			return artifact.Result{}, "", fmt.Errorf("snapshot of %s: %w", what, err)
+		}
+		before = map[string]int64{pointsKey(coll): n}
+	}
 	var desc qdrantSnapshot
 	// Creation is retried only on an error answer: after a timeout or a
 	// dropped connection the server may have made the snapshot, and a
@@ -310,9 +404,25 @@ func (q *qdrantClient) snapshotOne(ctx context.Context, p *QdrantSnapshotParams,
 	}
 	q.env.Log.Info("qdrant snapshot created", "of", what, "name", desc.Name, "size", desc.Size)
 	filePath := base + "/" + url.PathEscape(desc.Name)
+	counts, err := q.countsAfter(ctx, coll)
+	if err != nil {
+		if p.DeleteAfter { // nothing was downloaded: do not leave it filling the server's disk
+			if derr := q.call(ctx, http.MethodDelete, filePath+"?wait=true", nil, nil); derr != nil {
+				q.env.Log.Warn("deleting the server-side snapshot failed", "name", desc.Name, "error", derr.Error())
+			}
+		}
+		return artifact.Result{}, desc.Name, fmt.Errorf("snapshot %s of %s: %w", desc.Name, what, err)
+	}
+	changed := ""
+	for k, n := range before {
+		if counts[k] != n {
+			changed = fmt.Sprintf("%d before the snapshot, %d after", n, counts[k])
+			q.env.Log.Warn("qdrant collection changed while the snapshot was made; the recorded count may differ from the snapshot's",
+				"collection", coll, "points_before", n, "points_after", counts[k])
+		}
+	}
 
 	var res artifact.Result
-	var err error
 	for attempt := 0; ; attempt++ {
 		res, err = q.download(ctx, filePath, desc, p.outputFor(coll))
 		if err == nil || ctx.Err() != nil || attempt >= p.Retries || !retryableDownload(err) {
@@ -324,12 +434,79 @@ func (q *qdrantClient) snapshotOne(ctx context.Context, p *QdrantSnapshotParams,
 		// Keep the server-side snapshot: it may be fetched by hand.
 		return artifact.Result{}, desc.Name, fmt.Errorf("snapshot %s of %s: %w", desc.Name, what, err)
 	}
+	src := p.QdrantConn.source()
+	src["snapshot"] = desc.Name
+	if coll != "" {
+		src["collection"] = coll
+	} else {
+		src["scope"] = "full-storage"
+	}
+	if changed != "" {
+		src["points_changed"] = changed
+	}
+	res.Record.Source, res.Record.Counts = src, counts
 	if p.DeleteAfter {
 		if err := q.call(ctx, http.MethodDelete, filePath+"?wait=true", nil, nil); err != nil {
 			return artifact.Result{}, desc.Name, fmt.Errorf("artifact %s written, but deleting the server-side snapshot failed: %w", res.Path, err)
 		}
 	}
 	return res, desc.Name, nil
+}
+
+// countsAfter counts the points of the snapshotted collection, or of every
+// collection for a full-storage snapshot.
+func (q *qdrantClient) countsAfter(ctx context.Context, coll string) (map[string]int64, error) {
+	colls := []string{coll}
+	if coll == "" {
+		var err error
+		if colls, err = q.listCollections(ctx); err != nil {
+			return nil, err
+		}
+	}
+	counts := make(map[string]int64, len(colls))
+	for _, c := range colls {
+		n, err := q.countPoints(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		counts[pointsKey(c)] = n
+	}
+	return counts, nil
+}
+
+// qdrantSnapshotInverse restores a collection snapshot with qdrant-restore:
+// into collection+suffix (deleted after counting unless kept) for a
+// scratch restore, into the original collection otherwise, failing if it
+// exists. A full-storage snapshot has no API restore.
+func qdrantSnapshotInverse(a engine.ArtifactRecord, t engine.RestoreTarget) (map[string]any, error) {
+	coll := a.Source["collection"]
+	if coll == "" {
+		return nil, fmt.Errorf("qdrant artifact %s is a full-storage snapshot: restore it by starting Qdrant with --storage-snapshot (after decrypt/decompress)", a.Path)
+	}
+	if a.Source["url"] == "" {
+		return nil, fmt.Errorf("qdrant artifact %s: no source url recorded", a.Path)
+	}
+	with := map[string]any{"url": a.Source["url"], "collection": coll, "source_collection": coll, "input": t.Input}
+	if k := a.Source["api_key_env"]; k != "" {
+		with["api_key_env"] = k
+	}
+	if t.Scratch {
+		if t.ScratchSuffix == "" {
+			return nil, errors.New("scratch restore without a scratch suffix")
+		}
+		with["collection"] = coll + t.ScratchSuffix
+		with["delete_after"] = !t.Keep
+	}
+	// Never replace a live collection's data unless the operator says so
+	// (restore override if_exists: overwrite); a lost one is recreated.
+	with["if_exists"] = "fail"
+	if t.IdentityFile != "" {
+		with["identity_file"] = t.IdentityFile
+	}
+	if t.PassphraseFile != "" {
+		with["passphrase_file"] = t.PassphraseFile
+	}
+	return with, nil
 }
 
 // errMidBody marks a download that broke after the headers: worth a retry.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/planrun/planrun/engine"
 	"github.com/planrun/planrun/steps/internal/artifact"
+	"github.com/planrun/planrun/steps/internal/httpx"
 )
 
 // QdrantRestoreParams are the params of qdrant-restore.
@@ -27,15 +28,34 @@ type QdrantRestoreParams struct {
 	Location             string `yaml:"location" doc:"instead of input: a URL or file:// path the Qdrant server itself fetches the snapshot from"`
 	Priority             string `yaml:"priority" enum:"snapshot|replica|no_sync" default:"snapshot" doc:"conflict priority; snapshot makes the snapshot's data win (right for restores)"`
 	Checksum             string `yaml:"checksum" doc:"expected sha256 of the plain snapshot file; the server verifies it"`
+	SourceCollection     string `yaml:"source_collection" doc:"the collection the snapshot was taken of, which names the counts (points:<source_collection>); default: collection"`
+	IfExists             string `yaml:"if_exists" enum:"overwrite|fail" default:"overwrite" doc:"what to do when collection already exists: overwrite it with the snapshot's data, or fail without touching it (what a derived DR restore uses)"`
+	DeleteAfter          bool   `yaml:"delete_after" doc:"delete the restored collection after counting it (scratch restores in drills); only when collection differs from source_collection, and refused if collection exists before the restore"`
 	artifact.ReadOptions `yaml:",inline"`
 }
 
-// Validate requires exactly one source.
+// Validate requires exactly one source, and makes delete_after impossible
+// on the backed-up collection itself.
 func (p *QdrantRestoreParams) Validate() error {
 	if (p.Input == "") == (p.Location == "") {
 		return errors.New("give exactly one of input and location")
 	}
+	if p.DeleteAfter {
+		if p.SourceCollection == "" {
+			return errors.New("delete_after: give source_collection (the backed-up collection), which collection must differ from")
+		}
+		if p.SourceCollection == p.Collection {
+			return fmt.Errorf("delete_after: collection %q is the backed-up collection itself; delete_after is only for a scratch collection with another name", p.Collection)
+		}
+	}
 	return nil
+}
+
+func (p *QdrantRestoreParams) sourceName() string {
+	if p.SourceCollection != "" {
+		return p.SourceCollection
+	}
+	return p.Collection
 }
 
 // QdrantRestore recovers a Qdrant collection from a snapshot.
@@ -48,55 +68,165 @@ and decompressing it on the fly (each retry re-opens the artifact). With
 location, asks the server to fetch it: PUT /collections/{name}/snapshots/recover
 {"location", "priority"}. Full-storage snapshots cannot be restored through
 the API: decrypt/decompress the artifact and start Qdrant with
---storage-snapshot FILE (and --force-snapshot to overwrite existing data).`,
+--storage-snapshot FILE (and --force-snapshot to overwrite existing data).
+
+After the restore the collection's points are counted exactly (POST
+/collections/{name}/points/count {"exact": true}) into the counts output,
+keyed points:<source_collection> as the backup's manifest names them.
+if_exists: fail leaves an existing collection alone and fails (a restore
+derived from a manifest uses it; override it to overwrite). With
+delete_after (drills), a collection that already exists is refused, and the
+restored collection is deleted after counting — also when the restore
+failed half-way.`,
 	Kind: engine.KindOther,
 	Outputs: []engine.Output{
 		{Name: "collection", Doc: "the recovered collection"},
 		{Name: "bytes_sent", Doc: "plain snapshot bytes uploaded (0 with location)"},
+		{Name: "counts", Doc: "points in the restored collection, keyed points:<source_collection>"},
+		{Name: "deleted", Doc: "whether the restored collection was deleted (delete_after)"},
 		{Name: "duration_ms", Doc: "time taken, milliseconds"},
 	},
 	Example: "url: http://localhost:6333\ncollection: docs_drill\ninput: /backups/qdrant/docs.snapshot.zst\nidentity_file: /etc/planrun/restore.key",
 	Preview: func(env *engine.Env, p *QdrantRestoreParams) []string {
+		coll := p.URL + "/collections/" + url.PathEscape(p.Collection)
 		base := p.URL + qdrantSnapshotsPath(p.Collection)
-		if p.Input != "" {
-			return []string{"read: " + p.Input, "post: " + base + "/upload?wait=true&priority=" + p.Priority + " (multipart field snapshot)"}
+		var out []string
+		if p.DeleteAfter || p.IfExists == "fail" {
+			out = append(out, "get: "+coll+" (must not exist)")
 		}
-		return []string{"put: " + base + "/recover {location: " + env.Secrets.Redact(p.Location) + ", priority: " + p.Priority + "}"}
+		if p.Input != "" {
+			out = append(out, "read: "+p.Input, "post: "+base+"/upload?wait=true&priority="+p.Priority+" (multipart field snapshot)")
+		} else {
+			out = append(out, "put: "+base+"/recover {location: "+env.Secrets.Redact(p.Location)+", priority: "+p.Priority+"}")
+		}
+		out = append(out, "post: "+coll+"/points/count {exact: true}")
+		if p.DeleteAfter {
+			out = append(out, "delete: "+coll)
+		}
+		return out
 	},
 	Run: runQdrantRestore,
 }
 
-func runQdrantRestore(ctx context.Context, env *engine.Env, p *QdrantRestoreParams) (engine.Outputs, error) {
+func runQdrantRestore(ctx context.Context, env *engine.Env, p *QdrantRestoreParams) (out engine.Outputs, err error) {
 	start := time.Now()
 	q, err := p.client(env)
 	if err != nil {
 		return nil, err
 	}
+	if p.DeleteAfter || p.IfExists == "fail" {
+		exists, xerr := q.collectionExists(ctx, p.Collection)
+		if xerr != nil {
+			return nil, xerr
+		}
+		switch {
+		case exists && p.DeleteAfter: // only a collection this step creates may be deleted by it
+			return nil, fmt.Errorf("delete_after: collection %s already exists; refusing to restore over it and delete it (a scratch collection must be new)", p.Collection)
+		case exists:
+			return nil, fmt.Errorf("collection %s already exists and if_exists is fail: not touched; set if_exists: overwrite to replace its data with the snapshot's", p.Collection)
+		}
+	}
+	if p.DeleteAfter {
+		defer func() {
+			// Also after a failure or cancellation (bounded): the collection is scratch.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+			defer cancel()
+			derr := q.deleteCollection(dctx, p.Collection)
+			if derr != nil {
+				derr = fmt.Errorf("delete_after: deleting scratch collection %s: %w", p.Collection, derr)
+				if err == nil {
+					err = derr
+				} else {
+					env.Log.Error("scratch collection left behind", "collection", p.Collection, "error", derr.Error())
+				}
+				return
+			}
+			env.Log.Info("scratch collection deleted", "collection", p.Collection)
+			if out != nil {
+				out["deleted"] = true
+			}
+		}()
+	}
+	sent, err := p.restore(ctx, env, q)
+	if err != nil {
+		return nil, err
+	}
+	n, err := q.countPoints(ctx, p.Collection)
+	if err != nil {
+		return nil, err
+	}
+	out = engine.Outputs{"collection": p.Collection, "bytes_sent": sent, "deleted": false,
+		"counts": map[string]int64{pointsKey(p.sourceName()): n}}
+	env.Log.Info("qdrant collection restored", "collection", p.Collection, "points", n)
+	out["duration_ms"] = time.Since(start).Milliseconds()
+	return out, nil
+}
+
+// deleteCollection deletes a collection; one that is not there (a restore
+// that failed before creating it) is not an error.
+func (q *qdrantClient) deleteCollection(ctx context.Context, name string) error {
+	path := "/collections/" + url.PathEscape(name)
+	req, err := q.request(ctx, http.MethodDelete, path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := q.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("qdrant DELETE %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotFound {
+		return nil
+	}
+	return fmt.Errorf("qdrant DELETE %s: %w", path, httpx.NewStatusError(resp, q.base+path))
+}
+
+// collectionExists asks GET /collections/{name}: 200 exists, 404 does not.
+func (q *qdrantClient) collectionExists(ctx context.Context, name string) (bool, error) {
+	req, err := q.request(ctx, http.MethodGet, "/collections/"+url.PathEscape(name), nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := q.http.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("qdrant GET /collections/%s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return true, nil
+	case http.StatusNotFound:
+		return false, nil
+	}
+	return false, fmt.Errorf("qdrant GET /collections/%s: %w", name, httpx.NewStatusError(resp, q.base+"/collections/"+name))
+}
+
+// restore recovers p.Collection from the input or the location and
+// returns the snapshot bytes uploaded.
+func (p *QdrantRestoreParams) restore(ctx context.Context, env *engine.Env, q *qdrantClient) (int64, error) {
 	base := qdrantSnapshotsPath(p.Collection)
-	out := engine.Outputs{"collection": p.Collection, "bytes_sent": int64(0)}
 	if p.Location != "" {
 		body := map[string]string{"location": p.Location, "priority": p.Priority}
 		if p.Checksum != "" {
 			body["checksum"] = p.Checksum
 		}
 		if err := q.call(ctx, http.MethodPut, base+"/recover?wait=true", body, nil); err != nil {
-			return nil, fmt.Errorf("recover %s from %s: %w", p.Collection, env.Secrets.Redact(p.Location), err)
+			return 0, fmt.Errorf("recover %s from %s: %w", p.Collection, env.Secrets.Redact(p.Location), err)
 		}
-		out["duration_ms"] = time.Since(start).Milliseconds()
-		return out, nil
+		return 0, nil
 	}
 	// Fail early (and clearly) on a missing file or a wrong key.
 	f, err := artifact.Open(p.Input, p.ReadOptions)
 	if err != nil {
-		return nil, fmt.Errorf("input: %w", err)
+		return 0, fmt.Errorf("input: %w", err)
 	}
 	f.Close()
 
-	var sent counter
+	sent := &counter{}
 	boundary := multipart.NewWriter(io.Discard).Boundary()
 	body := retryablehttp.ReaderFunc(func() (io.Reader, error) {
 		sent.reset()
-		return multipartBody(p.Input, p.ReadOptions, boundary, &sent)
+		return multipartBody(p.Input, p.ReadOptions, boundary, sent)
 	})
 	query := url.Values{"wait": {"true"}, "priority": {p.Priority}}
 	if p.Checksum != "" {
@@ -104,15 +234,13 @@ func runQdrantRestore(ctx context.Context, env *engine.Env, p *QdrantRestorePara
 	}
 	req, err := q.request(ctx, http.MethodPost, base+"/upload?"+query.Encode(), body)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	req.Header.Set("Content-Type", "multipart/form-data; boundary="+boundary)
 	if err := q.do(req, nil); err != nil {
-		return nil, fmt.Errorf("upload %s to collection %s: %w", p.Input, p.Collection, err)
+		return 0, fmt.Errorf("upload %s to collection %s: %w", p.Input, p.Collection, err)
 	}
-	out["bytes_sent"] = sent.get()
-	out["duration_ms"] = time.Since(start).Milliseconds()
-	return out, nil
+	return sent.get(), nil
 }
 
 // multipartBody streams the plaintext artifact as a multipart form with one

@@ -73,3 +73,53 @@ func writeKey(t *testing.T) string {
 	shell(t, "age-keygen -o "+p+" 2>/dev/null", "age-keygen")
 	return p
 }
+
+// sha256 checks the file against a digest from elsewhere (a manifest), also
+// when the sidecar was replaced together with the file; inspect measures
+// the content.
+func TestVerifySHA256AndInspect(t *testing.T) {
+	src := tree(t, 64<<10)
+	dir := t.TempDir()
+	key := filepath.Join(keys, "demo.agekey")
+	art := filepath.Join(dir, "configs-[1].tar.zst.age") // glob characters in a literal path
+	tout := mustRun(t, "tar", fmt.Sprintf("{paths: [%s], output: '%s', encrypt: {recipients: [%s]}}", src, art, pubKey(t)))
+	sum := tout["sha256"].(string)
+
+	out := mustRun(t, "verify", fmt.Sprintf("{path: '%s', sha256: %s, identity_file: %s, inspect: tar}", art, strings.ToUpper(sum), key))
+	counts, _ := out["counts"].(map[string]int64)
+	if !strings.Contains(out["summary"].(string), "matches the expected digest and the sidecar") ||
+		counts["files"] != int64(tout["files"].(int)) || counts["dirs"] != int64(tout["dirs"].(int)) ||
+		counts["symlinks"] != 1 || counts["special"] != 0 || counts["bytes"] < 64<<10 {
+		t.Fatalf("outputs %v", out)
+	}
+	if _, ok := mustRun(t, "verify", fmt.Sprintf("{path: '%s'}", art))["counts"]; ok {
+		t.Error("counts output without inspect")
+	}
+
+	// Another file with its own, consistent sidecar: the sidecar passes,
+	// the expected digest does not.
+	other := filepath.Join(dir, "other.tar.zst.age")
+	mustRun(t, "tar", fmt.Sprintf("{paths: [%s], output: %s, encrypt: {recipients: [%s]}}", filepath.Join(src, "etc"), other, pubKey(t)))
+	env, _ := stepEnv(t)
+	_, err := runStep(t, context.Background(), env, "verify", fmt.Sprintf("{path: %s, sha256: %s}", other, sum))
+	if err == nil || !strings.Contains(err.Error(), other) || !strings.Contains(err.Error(), "expected "+sum) ||
+		!strings.Contains(err.Error(), "file has ") {
+		t.Fatalf("mismatch error %v", err)
+	}
+
+	for name, c := range map[string]struct{ with, want string }{
+		"sha256-several-files":  {fmt.Sprintf("{path: '%s/*', sha256: %s}", dir, sum), "matches 2 files"},
+		"inspect-encrypted-key": {fmt.Sprintf("{path: %s, inspect: tar}", other), "give identity_file"},
+		"inspect-wrong-format":  {fmt.Sprintf("{path: %s, inspect: rabbitmq-definitions, identity_file: %s}", other, key), "not a RabbitMQ definitions export"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			env, _ := stepEnv(t)
+			if _, err := runStep(t, context.Background(), env, "verify", c.with); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+		})
+	}
+	if _, probs := dbTryDecode(Verify, "path: x\nsha256: abc"); len(probs) == 0 {
+		t.Error("malformed sha256 accepted")
+	}
+}

@@ -1,16 +1,19 @@
 // Package qdrantdouble is a TEST DOUBLE of Qdrant's HTTP API — not Qdrant.
 // There is no Qdrant server in the test environment, so the qdrant steps are
 // tested against this in-process (or `cmd/qdrant-double`) server, which
-// follows the documented API (api.qdrant.tech, openapi.json) for the
-// endpoints the steps use and the ones tests need to set up data:
+// follows the documented API (api.qdrant.tech, openapi.json) exactly — paths,
+// methods, request and response shapes, status codes — for the endpoints the
+// steps use and the ones tests need to set up data, and answers 404 for
+// anything else rather than guessing:
 //
-//	GET    /                                          version info
+//	GET    /                                          VersionInfo {"title","version","commit"} (no envelope)
 //	GET    /collections                               {"collections":[{"name":...}]}
 //	PUT    /collections/{c}                           create ({"vectors":{"size":n,"distance":"Cosine"}})
 //	GET    /collections/{c}                           info (status, points_count, config)
-//	DELETE /collections/{c}
+//	DELETE /collections/{c}                           result true (false when it did not exist)
 //	PUT    /collections/{c}/points                    upsert {"points":[{"id","vector","payload"}]}
-//	POST   /collections/{c}/points/count              {"count":n}
+//	POST   /collections/{c}/points/count              CountRequest {"exact":bool (default true)} → {"count":n};
+//	                                                  a "filter" is not implemented (400, never a wrong count)
 //	POST   /collections/{c}/points/scroll             all points ordered by id
 //	POST   /collections/{c}/snapshots?wait=           create (202 {"status":"accepted"} when wait=false)
 //	GET    /collections/{c}/snapshots                 list of SnapshotDescription
@@ -61,6 +64,10 @@ type Options struct {
 	SnapshotPadding int
 	// PeerID appears in collection snapshot names, like Qdrant's.
 	PeerID uint64
+	// AfterSnapshotCopy, if set, runs after a snapshot has copied the
+	// data and before the create request answers (no lock held): tests
+	// use it to write to a collection while a snapshot is being made.
+	AfterSnapshotCopy func(collection string)
 }
 
 // Point is a Qdrant point (numeric ids only in the double).
@@ -165,6 +172,20 @@ func (s *Server) CreateCollection(name string, v VectorParams, points []Point) {
 	s.collections[name] = c
 }
 
+// AddPoints upserts points into an existing collection, for test setup.
+func (s *Server) AddPoints(name string, points []Point) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.collections[name]
+	if !ok {
+		return false
+	}
+	for _, p := range points {
+		c.points[p.ID] = p
+	}
+	return true
+}
+
 // Points returns a collection's points ordered by id (nil, false if missing).
 func (s *Server) Points(name string) ([]Point, bool) {
 	s.mu.Lock()
@@ -246,6 +267,10 @@ func accepted(w http.ResponseWriter, start time.Time) {
 	writeJSON(w, http.StatusAccepted, map[string]any{"status": "accepted", "time": time.Since(start).Seconds()})
 }
 
+// Version is what GET / reports: a Qdrant version with a suffix that
+// says it is the double.
+const Version = "1.12.0-test-double"
+
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(s.serve)
@@ -298,7 +323,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	m := r.Method
 	switch {
 	case len(parts) == 1 && parts[0] == "" && m == http.MethodGet:
-		writeJSON(w, 200, map[string]string{"title": "qdrant - vector search engine", "version": "1.12.0-test-double"})
+		writeJSON(w, 200, map[string]any{"title": "qdrant - vector search engine", "version": Version, "commit": nil})
 	case len(parts) == 1 && parts[0] == "collections" && m == http.MethodGet:
 		reply(w, start, s.listCollections(), nil)
 	case len(parts) == 2 && parts[0] == "collections":
@@ -417,6 +442,22 @@ func (s *Server) servePoints(w http.ResponseWriter, r *http.Request, start time.
 		}
 		reply(w, start, map[string]any{"operation_id": len(c.points), "status": "completed"}, nil)
 	case op == "count" && r.Method == http.MethodPost:
+		var body struct {
+			Exact  *bool           `json:"exact"`
+			Filter json.RawMessage `json:"filter"`
+		}
+		if r.ContentLength != 0 {
+			if err := json.NewDecoder(r.Body).Decode(&body); err != nil && err != io.EOF {
+				reply(w, start, nil, errf(http.StatusBadRequest, "Format error in JSON body: %v", err))
+				return
+			}
+		}
+		if len(body.Filter) > 0 && string(body.Filter) != "null" {
+			reply(w, start, nil, errf(http.StatusBadRequest, "Bad request: count with a filter is not implemented by the test double"))
+			return
+		}
+		// Exact or not, the double's count is exact (an approximate count
+		// may equal the exact one).
 		reply(w, start, map[string]int{"count": len(c.points)}, nil)
 	case op == "scroll" && r.Method == http.MethodPost:
 		reply(w, start, map[string]any{"points": c.sorted(), "next_page_offset": nil}, nil)
@@ -443,6 +484,9 @@ func (s *Server) createSnapshot(w http.ResponseWriter, start time.Time, coll str
 		colls = map[string]*collection{coll: c.clone()}
 	}
 	s.mu.Unlock()
+	if s.opts.AfterSnapshotCopy != nil {
+		s.opts.AfterSnapshotCopy(coll)
+	}
 
 	done := make(chan *snapshot, 1)
 	go func() { // creation runs in the background, like Qdrant's task
