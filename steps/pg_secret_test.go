@@ -2,6 +2,8 @@ package steps
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -134,21 +136,32 @@ func TestPgPasswordNeverInArgv(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "app.dump.zst")
 	uri := fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%s/app?sslmode=disable", strings.NewReplacer(":", "%3A", "\\", "%5C").Replace(pw), port)
 
+	// The dump runs pg_dump and the psql session holding its snapshot.
 	s := startSampler(pw, "S3cret")
 	env := dbEnv(t, clean...)
-	res, err := dbRun(t, PgDump, env, "uri: '"+uri+"'\noutput: "+out)
+	p := dbDecode(t, PgDump, "uri: '"+uri+"'\noutput: "+out)
+	env.Secrets.Add(PgDump.Type().SecretValues(p)...)
+	res, rec, err := runPgDump(context.Background(), env, p)
+	s.finish(t, "pg_dump", "psql")
 	if err != nil {
-		s.finish(t)
 		t.Fatal(err)
 	}
+	// The record: where the data came from, no password, no uri.
+	if b, _ := json.Marshal(rec); strings.Contains(string(b), "S3cret") || strings.Contains(string(b), "uri") || strings.Contains(string(b), "postgres://") {
+		t.Errorf("record: %s", b)
+	}
+	if src := rec.Source; src["host"] != "127.0.0.1" || src["port"] != port || src["user"] != "postgres" || src["database"] != "app" || rec.Counts["rows:public.t"] != 50000 {
+		t.Errorf("record: source %v, counts %v", src, rec.Counts)
+	}
+	s = startSampler(pw, "S3cret")
 	renv := dbEnv(t, clean...)
 	rres, err := dbRun(t, PgRestore, renv, fmt.Sprintf(
 		"host: 127.0.0.1\nport: %s\nuser: postgres\npassword_env: PG_SECRET\ndatabase: app_copy\nrecreate_database: true\ninput: %s\nverify_counts: [t]", port, out))
-	s.finish(t, "pg_dump", "pg_restore", "psql")
+	s.finish(t, "pg_restore", "psql")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rres["counts"].(map[string]int64)["t"] != 50000 {
+	if rres["counts"].(map[string]int64)["rows:public.t"] != 50000 {
 		t.Errorf("counts: %v", rres["counts"])
 	}
 	if strings.Contains(fmt.Sprint(res, rres), "S3cret") {

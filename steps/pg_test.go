@@ -122,7 +122,7 @@ func TestPgDumpRestoreRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			counts := rres["counts"].(map[string]int64)
-			if counts["items"] != 5000 || counts["public.Mixed Case"] != 100 || rres["format"] != tc.format {
+			if counts["rows:public.items"] != 5000 || counts["rows:public.Mixed Case"] != 100 || rres["format"] != tc.format {
 				t.Errorf("restore outputs: %v", rres)
 			}
 			if got := pgChecksum(t, db); got != want {
@@ -149,7 +149,7 @@ func TestPgRestoreScratchDrillDropsAfter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res["counts"].(map[string]int64)["items"] != 100 {
+	if res["counts"].(map[string]int64)["rows:public.items"] != 100 {
 		t.Errorf("counts: %v", res["counts"])
 	}
 	if n := psqlT(t, "postgres", "SELECT count(*) FROM pg_database WHERE datname = '"+scratch+"'"); n != "0" {

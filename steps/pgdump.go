@@ -2,12 +2,20 @@ package steps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/planrun/planrun/engine"
 	"github.com/planrun/planrun/steps/internal/artifact"
+	"github.com/planrun/planrun/steps/internal/pgsnap"
 	"github.com/planrun/planrun/steps/internal/proc"
 )
 
@@ -34,14 +42,33 @@ func (p *PgDumpParams) Validate() error {
 		return fmt.Errorf("give database (or uri)")
 	}
 	if err := rejectArgs("extra_args", p.ExtraArgs, "-f", "--file", "-F", "--format", "-Z", "--compress",
-		"-W", "--password", "-d", "--dbname", "-h", "--host", "-U", "--username"); err != nil {
+		"-W", "--password", "-d", "--dbname", "-h", "--host", "-U", "--username",
+		"--snapshot", "--serializable-deferrable"); err != nil {
+		return err
+	}
+	if _, err := p.selection(); err != nil {
 		return err
 	}
 	return p.WriteOptions.Validate()
 }
 
-func (p *PgDumpParams) args(s *pgSession) []string {
+// selection is what the dump holds, for the row counts.
+func (p *PgDumpParams) selection() (*pgsnap.Selection, error) {
+	sel := &pgsnap.Selection{Schemas: p.Schemas, ExcludeSchemas: p.ExcludeSchemas, Tables: p.Tables, ExcludeTables: p.ExcludeTables}
+	if err := sel.AddArgs(p.ExtraArgs); err != nil {
+		return nil, fmt.Errorf("extra_args: %w", err)
+	}
+	if _, err := sel.Query(); err != nil {
+		return nil, err
+	}
+	return sel, nil
+}
+
+func (p *PgDumpParams) args(s *pgSession, snapshot string) []string {
 	args := []string{"--format=" + p.Format, "--no-password"}
+	if snapshot != "" {
+		args = append(args, "--snapshot="+snapshot)
+	}
 	// The custom format compresses by itself; when planrun compresses too,
 	// turn pg_dump's off so the data is compressed once (zstd, multi-core).
 	if p.Format == "custom" && p.Compress != "none" {
@@ -69,7 +96,7 @@ func (p *PgDumpParams) args(s *pgSession) []string {
 // PgDump streams pg_dump's output into an artifact.
 var PgDump = engine.Def[PgDumpParams]{
 	Name:    "pg_dump",
-	Summary: "dump a PostgreSQL database with pg_dump, streamed into a compressed, encrypted artifact",
+	Summary: "dump a PostgreSQL database with pg_dump, streamed into a compressed, encrypted artifact, with row counts taken in the dump's snapshot",
 	Doc: `pg_dump's stdout is streamed through compression and encryption into
 the artifact: no plaintext dump ever touches the disk. Formats: custom
 (default; restore with pg_restore, selective and parallel restore possible),
@@ -79,63 +106,243 @@ compression on, pg_dump runs with --compress=0 so the data is compressed once
 compression applies. The password (password, password_env or the uri's) goes
 to a 0600 PGPASSFILE in the step's private temp dir, never on a command line.
 If pg_dump exits non-zero at any point, even after streaming most of the
-data, the artifact is discarded and the step fails with pg_dump's stderr.`,
-	Tools: []string{"pg_dump"},
+data, the artifact is discarded and the step fails with pg_dump's stderr.
+
+Row counts: before the dump, a psql session (same connection arguments and
+PGPASSFILE as pg_dump) begins a REPEATABLE READ transaction, exports its
+snapshot and runs SELECT count(*) on every table whose rows the dump holds;
+pg_dump then runs with --snapshot, so the counts (output counts, and the
+manifest's rows:<schema>.<table>) are exactly what the dump contains, also
+while the database is being written to. The transaction ends after pg_dump.
+The tables counted follow pg_dump's rules for schemas, exclude_schemas,
+tables, exclude_tables and the same options in extra_args (patterns
+included, translated as pg_dump translates them; --table-and-children,
+--exclude-table-data, --no-unlogged-table-data, --schema-only and --section
+are followed, --filter is refused). Ordinary and partitioned tables are
+counted; not counted are foreign tables, tables of extensions, and a table
+with an inheritance child or partition whose rows the dump does not hold.
+Counting reads every dumped table once more before the dump starts; its
+locks are released (a rolled-back savepoint) before pg_dump starts, so a DDL
+statement queued behind them cannot leave pg_dump waiting forever. The race
+left is pg_dump's own: a table truncated or rewritten between then and
+pg_dump's lock is dumped empty (a drill's count comparison shows it). A count
+the role may not read (permission, or row-level security, which the counts
+keep off as pg_dump does unless --enable-row-security) fails the step before
+any artifact exists; pg_dump would fail on it too. A standby works (snapshot
+export there needs PostgreSQL 10 or newer; the step fails otherwise).`,
+	Tools: []string{"pg_dump", "psql"},
 	Kind:  engine.KindBackup,
 	Outputs: append(append([]engine.Output(nil), artifact.StandardOutputs...),
 		engine.Output{Name: "server_version", Doc: "PostgreSQL server version (SHOW server_version)"},
 		engine.Output{Name: "duration_ms", Doc: "dump duration in milliseconds"},
 		engine.Output{Name: "format", Doc: "pg_dump format of the artifact"},
+		engine.Output{Name: "counts", Doc: "rows per dumped table, rows:<schema>.<table>, counted in the dump's snapshot"},
 	),
 	Example: "host: db.internal\nuser: backup\npassword_env: PGPASSWORD_PROD\ndatabase: app\nformat: custom\noutput: /backups/app-${{ run.started.Format(\"20060102\") }}.dump.zst.age\nencrypt: {recipients_file: /etc/planrun/backup.pub}",
 	Preview: func(env *engine.Env, p *PgDumpParams) []string {
 		s := p.PGConn.previewSession(env)
 		return []string{
-			"run: " + proc.CommandLine(env.Secrets, p.PgDump, p.args(s)...) + " (password via PGPASSFILE)",
+			"run: " + proc.CommandLine(env.Secrets, p.Psql, append(append([]string(nil), pgsnap.PsqlArgs...), s.connArgs("")...)...) +
+				" (stdin: BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT pg_export_snapshot(); SELECT count(*) per dumped table; held open during pg_dump)",
+			"run: " + proc.CommandLine(env.Secrets, p.PgDump, p.args(s, "<exported snapshot>")...) + " (password via PGPASSFILE)",
 			"write: " + p.WriteOptions.Describe(),
 		}
 	},
-	Run: runPgDump,
+	Inverse: &engine.Inverse{Type: "pg_restore", With: pgDumpInverse},
+	Run: func(ctx context.Context, env *engine.Env, p *PgDumpParams) (engine.Outputs, error) {
+		out, _, err := runPgDump(ctx, env, p)
+		return out, err
+	},
 }
 
-func runPgDump(ctx context.Context, env *engine.Env, p *PgDumpParams) (engine.Outputs, error) {
+// runPgDump also returns the artifact's record (for tests).
+func runPgDump(ctx context.Context, env *engine.Env, p *PgDumpParams) (engine.Outputs, *engine.ArtifactRecord, error) {
+	sel, err := p.selection()
+	if err != nil {
+		return nil, nil, err
+	}
 	s, err := p.PGConn.session(env)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer s.close()
-	// Reading the version first also fails fast on a bad connection, before
-	// any artifact exists.
-	ver, err := s.query(ctx, env, p.Psql, "", "SHOW server_version")
+	// The snapshot session also fails fast on a bad connection, before any
+	// artifact exists. It is named, so a DBA who sees it idle in
+	// transaction knows what it is.
+	snapEnv := append(withoutEnv(s.environ, "PGAPPNAME"), "PGAPPNAME="+pgsnap.AppName)
+	countStart := time.Now()
+	snap, err := pgsnap.Open(ctx, proc.Cmd{Name: p.Psql, Args: append(append([]string(nil), pgsnap.PsqlArgs...), s.connArgs("")...),
+		Env: snapEnv, Secrets: env.Secrets}, sel)
 	if err != nil {
-		return nil, fmt.Errorf("connect: %w", err)
+		return nil, nil, err
 	}
-	version := ""
-	if len(ver) > 0 {
-		version = ver[0]
+	defer snap.Close()
+	env.Log.Info("rows counted in the dump's snapshot", "tables", len(snap.Counts), "elapsed", time.Since(countStart).Round(time.Millisecond))
+	// The version is for the record: not knowing it is no reason to skip a backup.
+	toolVersion := ""
+	if tool, err := proc.Run(ctx, proc.Cmd{Name: p.PgDump, Args: []string{"--version"}, Env: s.environ, Secrets: env.Secrets}); err != nil {
+		env.Log.Warn("pg_dump --version failed; the record will not name its version", "err", err)
+	} else {
+		toolVersion = strings.TrimSpace(tool.Stdout)
 	}
 	w, err := artifact.Create(ctx, env, p.WriteOptions)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer w.Abort()
 	start := time.Now()
 	_, err = proc.Run(ctx, proc.Cmd{
-		Name: p.PgDump, Args: p.args(s), Env: s.environ, Secrets: env.Secrets,
+		Name: p.PgDump, Args: p.args(s, snap.ID), Env: s.environ, Secrets: env.Secrets,
 		Stdout: progressWriter(w, env),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("pg_dump failed, no artifact written: %w", err)
+		return nil, nil, fmt.Errorf("pg_dump failed, no artifact written: %w", err)
+	}
+	// pg_dump has its own copy of the snapshot: ending ours cannot change
+	// the dump or the counts, so a failure here is only worth a warning.
+	if err := snap.Close(); err != nil {
+		env.Log.Warn("ending the snapshot transaction", "err", err)
 	}
 	res, err := w.Commit()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	rec := res.Record
+	rec.Source = p.source(env, snap)
+	if toolVersion != "" {
+		rec.Tools = map[string]string{"pg_dump": toolVersion}
+	}
+	if !sel.NoData {
+		rec.Counts = maps.Clone(snap.Counts)
 	}
 	out := res.Outputs()
-	out["server_version"] = version
+	out["server_version"] = snap.ServerVersion
 	out["duration_ms"] = time.Since(start).Milliseconds()
 	out["format"] = p.Format
-	return out, nil
+	out["counts"] = maps.Clone(snap.Counts)
+	return out, rec, nil
+}
+
+// source describes where the dump came from, without secrets: the
+// connection as given (a uri is taken apart, its password dropped), libpq's
+// environment defaults for what was not given, the server's own database
+// and role names.
+func (p *PgDumpParams) source(env *engine.Env, snap *pgsnap.Snapshot) map[string]string {
+	src := map[string]string{"kind": "postgres", "server_version": snap.ServerVersion, "format": p.Format,
+		"host": p.Host, "user": p.User, "database": p.Database}
+	if p.Port != 0 {
+		src["port"] = strconv.Itoa(p.Port)
+	}
+	if p.URI != "" {
+		if u, err := url.Parse(p.URI); err == nil {
+			q := u.Query()
+			src["host"], src["port"], src["user"] = u.Hostname(), u.Port(), u.User.Username()
+			src["database"] = strings.TrimPrefix(u.Path, "/")
+			for k, key := range map[string]string{"host": "host", "port": "port", "user": "user", "dbname": "database"} {
+				if v := q.Get(k); v != "" {
+					src[key] = v
+				}
+			}
+		}
+	}
+	for key, name := range map[string]string{"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "database": "PGDATABASE"} {
+		if src[key] == "" {
+			src[key] = env.Getenv(name)
+		}
+	}
+	if snap.Database != "" {
+		src["database"] = snap.Database
+	}
+	if snap.User != "" {
+		src["user"] = snap.User
+	}
+	if p.PasswordEnv != "" {
+		src["password_env"] = p.PasswordEnv
+	}
+	if snap.InRecovery {
+		src["standby"] = "true"
+	}
+	for k, v := range src {
+		if v == "" {
+			delete(src, k)
+		}
+	}
+	return src
+}
+
+// maxIdent is PostgreSQL's identifier length (NAMEDATALEN-1 bytes): longer
+// names are silently cut, so a long source name plus a suffix could come
+// out as the source name itself.
+const maxIdent = 63
+
+// scratchDBName is db+suffix, with db shortened (at a rune boundary) so the
+// whole fits an identifier and the suffix, which makes it unique, survives.
+func scratchDBName(db, suffix string) string {
+	for len(db)+len(suffix) > maxIdent && db != "" {
+		_, size := utf8.DecodeLastRuneInString(db)
+		db = db[:len(db)-size]
+	}
+	return db + suffix
+}
+
+// pgDumpInverse restores a pg_dump artifact with pg_restore. Scratch: into
+// a fresh database named after the source plus the suffix, recreated,
+// without ownership (the roles may not exist), counted and dropped unless
+// kept. Otherwise into the source database as it is: nothing is recreated
+// or dropped unless the operator's overrides say so.
+func pgDumpInverse(a engine.ArtifactRecord, t engine.RestoreTarget) (map[string]any, error) {
+	src := a.Source
+	if src["kind"] != "postgres" {
+		return nil, fmt.Errorf("pg_dump artifact %s: no postgres source recorded (kind %q)", a.Path, src["kind"])
+	}
+	if src["database"] == "" {
+		return nil, fmt.Errorf("pg_dump artifact %s: no source database recorded", a.Path)
+	}
+	with := map[string]any{"input": t.Input, "database": src["database"], "single_transaction": true}
+	for _, k := range []string{"host", "user", "password_env"} {
+		if v := src[k]; v != "" {
+			with[k] = v
+		}
+	}
+	if v := src["port"]; v != "" {
+		port, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, fmt.Errorf("pg_dump artifact %s: recorded port %q: %w", a.Path, v, err)
+		}
+		with["port"] = port
+	}
+	switch f := src["format"]; f {
+	case "custom", "tar", "plain":
+		with["format"] = f
+	}
+	if t.IdentityFile != "" {
+		with["identity_file"] = t.IdentityFile
+	}
+	if t.PassphraseFile != "" {
+		with["passphrase_file"] = t.PassphraseFile
+	}
+	if len(a.Counts) > 0 {
+		tables := make([]string, 0, len(a.Counts))
+		for k := range a.Counts {
+			if name, ok := strings.CutPrefix(k, "rows:"); ok {
+				tables = append(tables, name)
+			}
+		}
+		sort.Strings(tables)
+		with["verify_counts"] = tables
+	}
+	if t.Scratch {
+		if t.ScratchSuffix == "" {
+			return nil, errors.New("scratch restore without a scratch suffix would overwrite the source database")
+		}
+		with["database"] = scratchDBName(src["database"], t.ScratchSuffix)
+		with["recreate_database"] = true
+		with["drop_after"] = !t.Keep
+		if src["format"] != "plain" { // a plain dump's ownership is fixed at dump time
+			with["no_owner"] = true
+		}
+	}
+	return with, nil
 }
 
 // progressWriter reports the bytes written so far to env.Progress (if any).

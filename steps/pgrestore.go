@@ -13,6 +13,7 @@ import (
 
 	"github.com/planrun/planrun/engine"
 	"github.com/planrun/planrun/steps/internal/artifact"
+	"github.com/planrun/planrun/steps/internal/pgsnap"
 	"github.com/planrun/planrun/steps/internal/proc"
 )
 
@@ -28,8 +29,8 @@ type PgRestoreParams struct {
 	SingleTransaction    bool     `yaml:"single_transaction" doc:"restore in one transaction: all or nothing"`
 	Jobs                 int      `yaml:"jobs" doc:"parallel pg_restore jobs (custom format); > 1 needs a seekable file, see the step doc"`
 	NoOwner              bool     `yaml:"no_owner" doc:"do not restore object ownership (--no-owner)"`
-	VerifyCounts         []string `yaml:"verify_counts" doc:"tables whose row counts are read after the restore (output counts)"`
-	DropAfter            bool     `yaml:"drop_after" doc:"drop the target database after verify_counts (drills into a scratch database)"`
+	VerifyCounts         []string `yaml:"verify_counts" doc:"tables whose rows are counted after the restore (output counts, keyed rows:<schema>.<table>): schema.table (literal names, split at the first dot), table (in public) or a manifest key rows:schema.table; [\"*\"] counts every table of the database"`
+	DropAfter            bool     `yaml:"drop_after" doc:"drop the target database after verify_counts, also when the restore fails (drills into a scratch database)"`
 	ExtraArgs            []string `yaml:"extra_args" doc:"more pg_restore (or psql, for plain dumps) options"`
 	PgRestore            string   `yaml:"pg_restore" default:"pg_restore" doc:"pg_restore program"`
 	Psql                 string   `yaml:"psql" default:"psql" doc:"psql program (plain dumps, counts, database creation)"`
@@ -56,8 +57,20 @@ func (p *PgRestoreParams) Validate() error {
 	if p.IfExists && !p.Clean {
 		return errors.New("if_exists needs clean")
 	}
+	if p.RecreateDatabase && len(p.Database) > maxIdent {
+		// PostgreSQL would cut the name: DROP DATABASE could hit another database.
+		return fmt.Errorf("recreate_database: database name %q is longer than %d bytes", p.Database, maxIdent)
+	}
 	if p.Create && p.RecreateDatabase {
 		return errors.New("give create or recreate_database, not both")
+	}
+	for _, t := range p.VerifyCounts {
+		if t == "*" && len(p.VerifyCounts) > 1 {
+			return errors.New(`verify_counts: "*" (every table) stands alone`)
+		}
+		if _, table := pgsnap.SplitName(t); table == "" {
+			return fmt.Errorf("verify_counts: %q names no table", t)
+		}
 	}
 	if p.Create && len(p.VerifyCounts) > 0 {
 		// With create, database names the database pg_restore connects to
@@ -83,13 +96,15 @@ passed by path; otherwise the plaintext is first spooled into a 0600 file in
 the step's private temp dir (removed afterwards) — plaintext on local disk for
 the duration of the restore, so prefer jobs: 1 where that matters.
 Drills: recreate_database + verify_counts (+ drop_after) restore into a scratch
-database, report row counts and clean up.`,
+database, report row counts and clean up. The counts are keyed
+rows:<schema>.<table> like the counts pg_dump records in the manifest, so
+the two compare directly; verify_counts: ["*"] counts every table.`,
 	Tools: []string{"pg_restore", "psql"},
 	Kind:  engine.KindOther,
 	Outputs: []engine.Output{
 		{Name: "database", Doc: "the database restored into"},
 		{Name: "format", Doc: "the dump format restored"},
-		{Name: "counts", Doc: "row count per table listed in verify_counts"},
+		{Name: "counts", Doc: "rows per verify_counts table, keyed rows:<schema>.<table> like pg_dump's counts"},
 		{Name: "duration_ms", Doc: "restore duration in milliseconds"},
 	},
 	Example: "host: 127.0.0.1\nuser: postgres\ndatabase: app_drill\nrecreate_database: true\ninput: /backups/app.dump.zst.age\nidentity_file: /etc/planrun/restore.key\nverify_counts: [public.orders, public.users]",
@@ -158,7 +173,7 @@ func detectDumpFormat(head []byte) string {
 	return "plain"
 }
 
-func runPgRestore(ctx context.Context, env *engine.Env, p *PgRestoreParams) (engine.Outputs, error) {
+func runPgRestore(ctx context.Context, env *engine.Env, p *PgRestoreParams) (_ engine.Outputs, err error) {
 	s, err := p.PGConn.session(env)
 	if err != nil {
 		return nil, err
@@ -186,6 +201,21 @@ func runPgRestore(ctx context.Context, env *engine.Env, p *PgRestoreParams) (eng
 		if err := p.recreate(ctx, env, s); err != nil {
 			return nil, err
 		}
+		if p.DropAfter {
+			// Also after a failure or a timeout: every drill names its scratch
+			// database anew, so failed ones would pile up.
+			defer func() {
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+				defer cancel()
+				if _, derr := s.query(dctx, env, p.Psql, "postgres", "DROP DATABASE IF EXISTS "+quoteIdent(p.Database)); derr != nil {
+					if err == nil {
+						err = fmt.Errorf("drop_after: %w", derr)
+					} else {
+						env.Log.Warn("drop_after: scratch database not dropped", "database", p.Database, "err", derr)
+					}
+				}
+			}()
+		}
 	}
 
 	start := time.Now()
@@ -201,34 +231,54 @@ func runPgRestore(ctx context.Context, env *engine.Env, p *PgRestoreParams) (eng
 		return nil, fmt.Errorf("restore of %s into %s failed: %w", p.Input, target, err)
 	}
 	out := engine.Outputs{"database": target, "format": format, "duration_ms": time.Since(start).Milliseconds()}
-	counts := map[string]int64{}
-	if len(p.VerifyCounts) > 0 {
-		sqls := make([]string, len(p.VerifyCounts))
-		for i, t := range p.VerifyCounts {
-			sqls[i] = "SELECT count(*) FROM " + quoteIdent(t)
-		}
-		lines, err := s.query(ctx, env, p.Psql, "", sqls...)
-		if err != nil {
-			return out, fmt.Errorf("verify_counts: %w", err)
-		}
-		if len(lines) != len(sqls) {
-			return out, fmt.Errorf("verify_counts: expected %d counts, psql printed %q", len(sqls), lines)
-		}
-		for i, t := range p.VerifyCounts {
-			n, err := strconv.ParseInt(lines[i], 10, 64)
-			if err != nil {
-				return out, fmt.Errorf("verify_counts: %s: %q is not a count", t, lines[i])
-			}
-			counts[t] = n
-		}
+	counts, err := p.countRows(ctx, env, s)
+	if err != nil {
+		return out, fmt.Errorf("verify_counts: %w", err)
 	}
 	out["counts"] = counts
-	if p.DropAfter {
-		if _, err := s.query(ctx, env, p.Psql, "postgres", "DROP DATABASE "+quoteIdent(p.Database)); err != nil {
-			return out, fmt.Errorf("drop_after: %w", err)
+	return out, nil
+}
+
+// countRows counts the rows of the verify_counts tables, keyed as pg_dump
+// keys its counts. Row-level security stays off, as for pg_dump's counts:
+// a table the role would see only part of fails instead of counting less.
+func (p *PgRestoreParams) countRows(ctx context.Context, env *engine.Env, s *pgSession) (map[string]int64, error) {
+	counts := map[string]int64{}
+	if len(p.VerifyCounts) == 0 {
+		return counts, nil
+	}
+	setup := []string{"SET statement_timeout = 0", "SET row_security = off"}
+	var tables [][2]string
+	if len(p.VerifyCounts) == 1 && p.VerifyCounts[0] == "*" {
+		q, err := (&pgsnap.Selection{}).Query()
+		if err != nil {
+			return nil, err
+		}
+		lines, err := s.query(ctx, env, p.Psql, "", append(setup, q)...)
+		if err != nil {
+			return nil, err
+		}
+		if tables, err = pgsnap.ParseTables(lines); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, t := range p.VerifyCounts {
+			schema, table := pgsnap.SplitName(t)
+			tables = append(tables, [2]string{schema, table})
 		}
 	}
-	return out, nil
+	if len(tables) == 0 {
+		return counts, nil
+	}
+	sqls := append([]string(nil), setup...)
+	for _, t := range tables {
+		sqls = append(sqls, pgsnap.CountSQL(t[0], t[1]))
+	}
+	lines, err := s.query(ctx, env, p.Psql, "", sqls...)
+	if err != nil {
+		return nil, err
+	}
+	return pgsnap.ParseCounts(tables, lines)
 }
 
 func (p *PgRestoreParams) recreate(ctx context.Context, env *engine.Env, s *pgSession) error {
