@@ -15,6 +15,9 @@ import (
 	"sync"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"gopkg.in/yaml.v3"
 
 	"github.com/planrun/planrun/engine"
@@ -138,6 +141,50 @@ func mongoURI(env *engine.Env, c *MongoConn) (string, error) {
 		return v, nil
 	}
 	return c.URI, nil
+}
+
+// mongoHosts returns the URI's host list ("h1:27017,h2:27017", or the SRV
+// name), without credentials, options or database.
+func mongoHosts(uri string) string {
+	rest, ok := strings.CutPrefix(uri, "mongodb://")
+	if !ok {
+		if rest, ok = strings.CutPrefix(uri, "mongodb+srv://"); !ok {
+			return ""
+		}
+	}
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		rest = rest[:i]
+	}
+	if i := strings.LastIndex(rest, "@"); i >= 0 {
+		rest = rest[i+1:]
+	}
+	return rest
+}
+
+// mongoConnect opens a driver client for the few queries the steps make
+// themselves (counts, scratch checks, drops). The URI's password must
+// already be registered as a secret (mongoConfig does).
+func mongoConnect(uri string) (*mongo.Client, error) {
+	cl, err := mongo.Connect(options.Client().ApplyURI(uri).
+		SetServerSelectionTimeout(mongoReachTimeout).SetAppName("planrun"))
+	if err != nil {
+		return nil, fmt.Errorf("MongoDB client: %w", err)
+	}
+	return cl, nil
+}
+
+// mongoCountDocuments counts a collection's documents exactly (a query,
+// not the collection's metadata estimate).
+func mongoCountDocuments(ctx context.Context, cl *mongo.Client, ns string) (int64, error) {
+	db, coll, ok := strings.Cut(ns, ".")
+	if !ok {
+		return 0, fmt.Errorf("namespace %q has no collection", ns)
+	}
+	n, err := cl.Database(db).Collection(coll).CountDocuments(ctx, bson.D{})
+	if err != nil {
+		return 0, fmt.Errorf("counting documents in %s: %w", ns, err)
+	}
+	return n, nil
 }
 
 // mongoReachTimeout bounds the reachability check before the tools run.

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/planrun/planrun/engine"
 	"github.com/planrun/planrun/steps/internal/artifact"
+	"github.com/planrun/planrun/steps/internal/mongoarchive"
 	"github.com/planrun/planrun/steps/internal/proc"
 )
 
@@ -75,12 +79,27 @@ encrypting is what the artifact writer does anyway; restore with mongorestore
 (the step), which decompresses on the fly. The connection string, with its
 password, goes to a 0600 --config file in the step's private temp dir that
 is removed afterwards — never on the command line. A mongodump that exits
-non-zero discards the artifact.`,
+non-zero discards the artifact.
+
+The archive is also parsed as it streams past (a copy of the stream, in a
+goroutine, bounded memory): the documents counted per collection are
+exactly those the archive holds — no separate count racing with writes —
+and are recorded in the manifest as documents:<db>.<collection>, with the
+server and mongodump versions from the archive's header. The parse also
+checks the archive's framing: every block well formed, every collection of
+the prelude present and closed by its EOF block (the per-collection CRCs
+are left to mongorestore, which checks them on every restore). A stream
+that is not a complete archive fails the step and discards the artifact,
+even when mongodump exits 0: it is not what a restore would expect. The
+oplog (oplog: true) is not counted.
+
+Restore: planrun restore/drill run mongorestore; a drill restores into
+<db><suffix> and drops it afterwards (see mongorestore for the grants).`,
 	Tools: []string{"mongodump"},
 	Kind:  engine.KindBackup,
 	Outputs: append(append([]engine.Output(nil), artifact.StandardOutputs...),
-		engine.Output{Name: "counts", Doc: "documents dumped per namespace (db.collection)"},
-		engine.Output{Name: "documents", Doc: "total documents dumped"},
+		engine.Output{Name: "counts", Doc: "documents in the archive per collection, keyed documents:<db>.<collection>"},
+		engine.Output{Name: "documents", Doc: "total documents in the archive"},
 		engine.Output{Name: "duration_ms", Doc: "dump duration in milliseconds"},
 	),
 	Example: "uri_env: MONGO_URI\ndb: app\noutput: /backups/app.archive.zst.age\nencrypt: {recipients_file: /etc/planrun/backup.pub}",
@@ -90,7 +109,8 @@ non-zero discards the artifact.`,
 			"write: " + p.WriteOptions.Describe(),
 		}
 	},
-	Run: runMongodump,
+	Inverse: &engine.Inverse{Type: "mongorestore", With: mongodumpInverse},
+	Run:     runMongodump,
 }
 
 func runMongodump(ctx context.Context, env *engine.Env, p *MongodumpParams) (engine.Outputs, error) {
@@ -111,23 +131,121 @@ func runMongodump(ctx context.Context, env *engine.Env, p *MongodumpParams) (eng
 		return nil, err
 	}
 	defer w.Abort()
-	counter := newMongoCounter()
+	tee := mongoarchive.NewTee(progressWriter(w, env))
 	start := time.Now()
 	_, err = proc.Run(ctx, proc.Cmd{
-		Name: p.Mongodump, Args: p.args(cfg), Env: env.Environ, Secrets: env.Secrets,
-		Stdout: progressWriter(w, env), Stderr: counter,
+		Name: p.Mongodump, Args: p.args(cfg), Env: env.Environ, Secrets: env.Secrets, Stdout: tee,
 	})
-	counts, _, total, _ := counter.result()
+	sum, perr := tee.Finish()
 	if err != nil {
 		return nil, fmt.Errorf("mongodump failed, no artifact written: %w", err)
+	}
+	if perr != nil {
+		return nil, fmt.Errorf("mongodump exited 0 but wrote no complete archive, no artifact written: %w", perr)
 	}
 	res, err := w.Commit()
 	if err != nil {
 		return nil, err
 	}
+	counts := make(map[string]int64, len(sum.Documents))
+	for ns, n := range sum.Documents {
+		counts["documents:"+ns] = n
+	}
+	res.Record.Source = p.source(uri, sum)
+	if v := sum.Header.ToolVersion; v != "" {
+		res.Record.Tools = map[string]string{"mongodump": v}
+	}
+	res.Record.Counts = maps.Clone(counts)
+	if sum.Oplog > 0 {
+		env.Log.Info("oplog entries in the archive (not counted as documents)", "entries", sum.Oplog)
+	}
 	out := res.Outputs()
 	out["counts"] = counts
-	out["documents"] = total
+	out["documents"] = sum.Total()
 	out["duration_ms"] = time.Since(start).Milliseconds()
 	return out, nil
+}
+
+// source describes where the dump came from, without credentials.
+func (p *MongodumpParams) source(uri string, sum *mongoarchive.Summary) map[string]string {
+	src := map[string]string{"kind": "mongodb", "format": "mongodump-archive"}
+	set := func(k, v string) {
+		if v != "" {
+			src[k] = v
+		}
+	}
+	set("host", mongoHosts(uri))
+	set("db", p.DB)
+	set("collection", p.Collection)
+	set("uri_env", p.URIEnv)
+	set("server_version", sum.Header.ServerVersion)
+	set("archive_version", sum.Header.FormatVersion)
+	if p.Oplog {
+		src["oplog"] = "true"
+	}
+	return src
+}
+
+// mongodumpInverse restores a mongodump archive with mongorestore. Scratch:
+// each dumped database <db> goes to <db><suffix> (ns_include limits the
+// restore to the renamed namespaces, so drop only ever drops scratch
+// collections), counted and dropped afterwards unless kept. Otherwise the
+// original namespaces, without drop: restoring over live data fails on
+// duplicate keys rather than silently replacing it.
+func mongodumpInverse(a engine.ArtifactRecord, t engine.RestoreTarget) (map[string]any, error) {
+	with := map[string]any{"input": t.Input}
+	if v := a.Source["uri_env"]; v != "" {
+		with["uri_env"] = v
+	}
+	if t.IdentityFile != "" {
+		with["identity_file"] = t.IdentityFile
+	}
+	if t.PassphraseFile != "" {
+		with["passphrase_file"] = t.PassphraseFile
+	}
+	db := a.Source["db"]
+	if !t.Scratch {
+		switch {
+		case db != "" && a.Source["collection"] != "":
+			with["ns_include"] = []string{mongoarchive.Escape(db + "." + a.Source["collection"])}
+		case db != "":
+			with["ns_include"] = []string{mongoarchive.Escape(db) + ".*"}
+		}
+		return with, nil
+	}
+	if t.ScratchSuffix == "" {
+		return nil, errors.New("mongodump artifact: scratch restore without a scratch suffix")
+	}
+	dbs := []string{db}
+	if db == "" {
+		// A full dump: scratch copies of every database it holds, but not
+		// of admin, config or local (users, sharding, replication state).
+		seen := map[string]bool{}
+		for k := range a.Counts {
+			ns, ok := strings.CutPrefix(k, "documents:")
+			if !ok {
+				continue
+			}
+			d, _, _ := strings.Cut(ns, ".")
+			if d == "admin" || d == "config" || d == "local" {
+				return nil, fmt.Errorf("mongodump artifact %s is a full dump including %s: a scratch restore cannot copy it (dump each database with db:, or restore it for real)", a.Path, d)
+			}
+			seen[d] = true
+		}
+		dbs = slices.Sorted(maps.Keys(seen))
+		if len(dbs) == 0 {
+			return nil, fmt.Errorf("mongodump artifact %s: no database recorded, nothing to restore into a scratch database", a.Path)
+		}
+	}
+	var from, to []string
+	for _, d := range dbs {
+		from = append(from, mongoarchive.Escape(d)+".*")
+		to = append(to, mongoarchive.Escape(d+t.ScratchSuffix)+".*")
+	}
+	with["ns_include"] = from
+	with["ns_from"] = from
+	with["ns_to"] = to
+	with["drop"] = true
+	with["drop_after"] = !t.Keep
+	return with, nil
 }
