@@ -4,28 +4,35 @@
 // in-process test doubles of the Qdrant HTTP API and the Healthchecks ping
 // API (no real Qdrant or Healthchecks server can be had here).
 //
-// The story: back up with kaleem-daily and chitlaq-full, run the monthly
-// restore drill, wipe every service and the local backups (a lost host),
-// rebuild with dr-rebuild from the off-site copies only, and compare what
-// came back with what was there. A second story breaks the database and
-// checks that nothing destructive ran and the fail ping carried the log.
+// The story: back up with kaleem-daily and chitlaq-full, drill both (planrun
+// drill and the monthly kaleem-restore-test of the restic copy: counts equal
+// to the manifests'), tamper with one artifact and see the drill fail naming
+// it, wipe every service, the local backups and the source trees (a lost
+// host), rebuild with dr-rebuild from the off-site copies and their
+// manifests only, with a fresh state dir, and compare what came back with
+// what was there. A second story breaks the database and checks that
+// nothing destructive ran and the fail ping carried the log.
 package plans_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/md5"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -44,32 +51,37 @@ import (
 
 // world is everything one end-to-end run set up.
 type world struct {
-	t       *testing.T
-	bin     string // planrun binary
-	dir     string // temp root
-	sfx     string // unique suffix for names on the shared services
-	svc     map[string]string
-	qdrant  *qdrantdouble.Server
-	qURL    string
-	hc      *hcdouble.Handler
-	hcURL   string
-	hcCheck string // the Kaleem check's uuid
-	pgDB    string
-	mongoDB string
-	coll    string // Qdrant collection
-	queue   string
-	exch    string
-	keyFile string
-	recips  string
-	pwFile  string
-	backups string // kaleem-daily's root
-	resticL string // local restic repository
-	chitlaq string // chitlaq-full's root
-	offsite string // restic repository copy on "r2"
-	remote  string // chitlaq artifacts on "s3"
-	cfgK    string // Kaleem config fixture root
-	cfgC    string // ChitLaq config/uploads fixture root
-	env     map[string]string
+	t            *testing.T
+	bin          string // planrun binary
+	dir          string // temp root
+	sfx          string // unique suffix for names on the shared services
+	svc          map[string]string
+	qdrant       *qdrantdouble.Server
+	qURL         string
+	hc           *hcdouble.Handler
+	hcURL        string
+	hcCheck      string // the Kaleem check's uuid
+	restoreCheck string // the monthly restore test's
+	pgDB         string
+	mongoDB      string
+	coll         string // Qdrant collection
+	coll2        string // a second one: every collection is restored
+	queue        string
+	exch         string
+	keyFile      string
+	recips       string
+	pwFile       string
+	backups      string    // kaleem-daily's root
+	resticL      string    // local restic repository
+	chitlaq      string    // chitlaq-full's root
+	offsite      string    // restic repository copy on "r2"
+	remote       string    // chitlaq artifacts on "s3"
+	cfgK         string    // Kaleem config fixture root
+	cfgC         string    // ChitLaq config/uploads fixture root
+	n8nRows      int       // rows in the n8n database, most of them only in its WAL
+	n8n          *exec.Cmd // a writer holding the n8n database open
+	n8nIn        io.WriteCloser
+	state        string // PLANRUN_STATE_DIR
 }
 
 func TestPlansEndToEnd(t *testing.T) {
@@ -81,38 +93,114 @@ func TestPlansEndToEnd(t *testing.T) {
 	w.assertPings(w.hcCheck, "start", "success")
 	w.resticCLIListsAndChecks()
 	w.rcloneCheck(w.resticL, w.offsite)
+	manifests, _ := filepath.Glob(filepath.Join(w.backups, "manifest", "kaleem-daily-*.manifest.json"))
+	require.Len(t, manifests, 1, "kaleem-daily wrote its manifest where restic backs it up")
+	assert.NoDirExists(t, filepath.Join(w.backups, ".staging", "n8n"), "the staged n8n database copy is removed")
 
+	old := w.plantOldChitlaqBackups()
 	w.apply("chitlaq-full", "chitlaq.env", 0, w.chitlaqVars()...)
-	w.offsiteDumpDecryptsWithAgeCLI()
+	manifests, _ = filepath.Glob(filepath.Join(w.chitlaq, "manifest", "chitlaq-full_*.manifest.json"))
+	require.Len(t, manifests, 1, "chitlaq-full wrote its manifest")
+	stamp := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(manifests[0]), "chitlaq-full_"), ".manifest.json")
+	w.offsiteDumpDecryptsWithAgeCLI(stamp)
+	for _, prefix := range []string{"database/full", "config", "uploads", "manifest"} {
+		got, _ := filepath.Glob(filepath.Join(w.s3Dir(), "chitlaq", prefix, "chitlaq*_"+stamp+".*"))
+		assert.Len(t, got, 2, "%s off-site: the run's artifact and its sidecar", prefix)
+	}
+	// Off-site retention: 30 days for dumps, 90 for configuration.
+	for rel, kept := range old {
+		for _, f := range []string{rel, rel + ".sha256"} {
+			_, err := os.Stat(filepath.Join(w.s3Dir(), "chitlaq", f))
+			assert.Equal(t, kept, err == nil, "off-site %s kept: %v", f, kept)
+		}
+	}
 
-	// 2. The monthly restore drill (on the live host).
-	w.apply("kaleem-restore-test", "kaleem.env", 0,
-		"repository="+w.resticL, "password_file="+w.pwFile, "cache_dir="+filepath.Join(w.dir, "cache"),
-		"backup_root="+w.backups, "mongo_db="+w.mongoDB, "scratch_db="+w.mongoDB+"_drill")
-	drill := w.mongoCounts(w.mongoDB + "_drill")
-	assert.Equal(t, before.mongoCounts, drill, "restore drill restored every document into the scratch database")
+	// 2. Drills: the newest run of each plan restored into scratch targets,
+	// every count equal to the manifest's; the monthly drill of the restic copy.
+	out := w.planrun(0, "drill", "kaleem-daily.yaml", "--env-file", filepath.Join(w.dir, "kaleem.env"))
+	t.Logf("planrun drill kaleem-daily:\n%s", drillReport(out))
+	assert.Regexp(t, `drill [0-9a-f]{8}: success`, out)
+	for _, step := range []string{"restore-mongo", "restore-qdrant-collections", "restore-qdrant-collections-2", "restore-rabbitmq", "restore-configs", "restore-n8n"} {
+		assert.Regexp(t, `ok +`+step+` +counts +[1-9][0-9]* compared`, out)
+	}
+	w.apply("kaleem-restore-test", "kaleem.env", 0, w.restoreTestVars()...)
+	w.assertPings(w.restoreCheck, "start", "success")
+	out = w.planrun(0, "drill", "chitlaq-full.yaml", "--identity-file", w.keyFile, "--env-file", filepath.Join(w.dir, "chitlaq.env"))
+	t.Logf("planrun drill chitlaq-full:\n%s", drillReport(out))
+	assert.Regexp(t, `drill [0-9a-f]{8}: success`, out)
+	assert.Regexp(t, `ok +restore-db-full +counts +3 compared`, out, "users, posts, messages")
+	assert.Regexp(t, `ok +restore-uploads +counts +[1-9][0-9]* compared`, out)
+	w.noScratchLeft()
+	for _, plan := range []string{"kaleem-daily", "chitlaq-full"} {
+		w.planrun(0, "status", plan, "--max-age", "1h", "--drill-max-age", "35d")
+	}
+	drills := 0
+	for _, r := range w.runs("kaleem-daily") {
+		if r.Kind == "drill" && r.Status == "success" {
+			drills++
+		}
+	}
+	assert.Equal(t, 2, drills, "planrun drill and kaleem-restore-test's drill are recorded as drills of kaleem-daily")
 
-	// 3. Disaster: every service loses its data and the host its backups.
+	// 3. A flipped byte in one artifact fails the drill, naming it.
+	uploads, _ := filepath.Glob(filepath.Join(w.chitlaq, "uploads", "chitlaq_uploads_*.tar.zst.age"))
+	require.Len(t, uploads, 1)
+	flipByte(t, uploads[0], 300)
+	out = w.planrun(1, "drill", "chitlaq-full.yaml", "--identity-file", w.keyFile, "--env-file", filepath.Join(w.dir, "chitlaq.env"))
+	t.Logf("planrun drill chitlaq-full, tampered:\n%s", drillReport(out))
+	assert.Regexp(t, `drill [0-9a-f]{8}: failed`, out)
+	assert.Regexp(t, `DIFFERS +check-uploads +sha256`, out)
+	assert.Contains(t, out, filepath.Base(uploads[0])+": sha256 mismatch")
+	assert.Regexp(t, `ok +check-db-full +sha256`, out, "only the tampered artifact differs")
+	w.noScratchLeft()
+
+	// The monthly ChitLaq drill where the identity is: from the S3 copy
+	// (intact, unlike the local one now) and its manifest, no run store.
+	dir := filepath.Join(w.dir, "chitlaq-drill")
+	for local, remote := range map[string]string{"manifest": "manifest", "full": "database/full", "config": "config", "uploads": "uploads"} {
+		w.rclone("copy", w.remote+"/"+remote, filepath.Join(dir, local), "--include", "*_"+stamp+".*")
+	}
+	w.state = filepath.Join(w.dir, "drill-host-state")
+	out = w.planrun(0, "drill", "chitlaq-full.yaml", "--manifest", filepath.Join(dir, "manifest", "chitlaq-full_"+stamp+".manifest.json"),
+		"--identity-file", w.keyFile, "--env-file", filepath.Join(w.dir, "chitlaq.env"))
+	assert.Regexp(t, `drill [0-9a-f]{8}: success`, out)
+	assert.Regexp(t, `ok +check-uploads +sha256`, out, "the S3 copy is read, not the tampered local file")
+	assert.Regexp(t, `ok +restore-db-full +counts +3 compared`, out)
+	w.state = filepath.Join(w.dir, "state")
+	w.noScratchLeft()
+
+	// 4. Disaster: every service loses its data, the host its backups,
+	// its configuration, uploads and n8n data, and planrun its run store.
 	w.wipe()
 	require.NotEqual(t, before.pg, w.snapshot().pg, "the wipe must really remove the data")
 
-	// 4. Rebuild from the off-site copies only.
+	// 5. Rebuild from the off-site copies and their manifests only.
+	w.state = filepath.Join(w.dir, "fresh-state")
 	start := time.Now()
-	w.apply("dr-rebuild", "dr.env", 0, w.drVars()...)
-	t.Logf("dr-rebuild wall time: %s", time.Since(start).Round(time.Millisecond))
+	out = w.apply("dr-rebuild", "dr.env", 0, w.drVars()...)
+	t.Logf("dr-rebuild wall time (end-to-end RTO): %s", time.Since(start).Round(time.Millisecond))
+	_ = out
 	w.logStageTimes("dr-rebuild")
+	for _, plan := range []string{"kaleem-daily", "chitlaq-full"} {
+		r := w.lastRun(plan)
+		assert.Equal(t, "restore", r.Kind, "the restore of %s is recorded in the fresh run store", plan)
+		assert.Equal(t, "success", r.Status)
+		if assert.NotNil(t, r.Report) {
+			t.Logf("%s restore RTO (planrun's report): %s", plan, time.Duration(r.Report.RTO).Round(time.Millisecond))
+		}
+	}
 
 	after := w.snapshot()
 	assert.Equal(t, before.pg, after.pg, "PostgreSQL row counts and content checksums")
 	assert.Equal(t, before.mongoCounts, after.mongoCounts, "MongoDB document counts")
 	assert.Equal(t, before.mongoSum, after.mongoSum, "MongoDB content checksum")
 	assert.Equal(t, before.points, after.points, "Qdrant points")
+	assert.Equal(t, before.points2, after.points2, "Qdrant points of the second collection")
 	assert.Equal(t, before.rabbit, after.rabbit, "RabbitMQ queue, exchange and binding")
-	for _, f := range []string{"etc/nginx/nginx.conf", "opt/kaleem/app.env"} {
-		assert.FileExists(t, filepath.Join(w.dir, "newroot", w.cfgK, f), "Kaleem config restored")
-	}
-	assert.FileExists(t, filepath.Join(w.dir, "newroot", w.cfgC, "opt/chitlaq/docker-compose.yml"), "ChitLaq config restored")
-	assert.NoDirExists(t, filepath.Join(w.dir, "dr"), "decrypted staging copies are removed")
+	assert.Equal(t, before.files, after.files, "configuration, uploads and n8n files at their original paths")
+	assert.Equal(t, strconv.Itoa(w.n8nRows), w.sqlite(filepath.Join(w.backups, ".staging", "n8n", "database.sqlite"), "SELECT count(*) FROM workflow_entity"),
+		"the n8n database copy has every row, also those only in the WAL at backup time")
+	assert.NoDirExists(t, filepath.Join(w.dir, "dr"), "the fetched copies are removed")
 }
 
 // A failing database step: the run fails, the other components are still
@@ -144,7 +232,7 @@ func TestPlansFailingDatabaseStep(t *testing.T) {
 		status[a.StepID], reason[a.StepID] = a.Status, a.Reason
 	}
 	assert.Equal(t, "failed", status["mongo"])
-	for _, id := range []string{"qdrant-full", "rabbitmq", "configs", "restic-backup"} {
+	for _, id := range []string{"qdrant-collections", "rabbitmq", "configs", "n8n", "manifest", "restic-backup"} {
 		assert.Equal(t, "success", status[id], "%s still backed up after the mongo failure", id)
 	}
 	for _, id := range []string{"restic-forget", "prune-mongo", "prune-configs", "offsite-sync"} {
@@ -168,7 +256,7 @@ func newWorld(t *testing.T) *world {
 	svc := testenv.Require(t, "PostgreSQL, FerretDB, RabbitMQ and S3 (scripts/testenv.sh)",
 		"PGHOST", "PGPORT", "PGUSER", "MONGO_URI", "RABBITMQ_MGMT_URL", "RABBITMQ_USER", "RABBITMQ_PASS",
 		"S3_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY", "S3_BUCKET", "S3_DATA_DIR")
-	for _, tool := range []string{"pg_dump", "pg_restore", "psql", "mongodump", "mongorestore", "restic", "rclone", "age", "zstd"} {
+	for _, tool := range []string{"pg_dump", "pg_restore", "psql", "mongodump", "mongorestore", "restic", "rclone", "age", "zstd", "sqlite3"} {
 		testenv.RequireTool(t, tool)
 	}
 	w := &world{t: t, dir: t.TempDir(), svc: svc, sfx: randHex(4)}
@@ -182,11 +270,13 @@ func newWorld(t *testing.T) *world {
 	w.hc = hcdouble.New()
 	hs := httptest.NewServer(w.hc)
 	t.Cleanup(hs.Close)
-	w.hcURL, w.hcCheck = hs.URL, uuid4()
+	w.hcURL, w.hcCheck, w.restoreCheck = hs.URL, uuid4(), uuid4()
 
 	w.pgDB = "chitlaq_e2e_" + w.sfx
 	w.mongoDB = "kaleem_e2e_" + w.sfx
 	w.coll = "kaleem_" + w.sfx
+	w.coll2 = "kaleem_faq_" + w.sfx
+	w.state = filepath.Join(w.dir, "state")
 	w.queue, w.exch = "e2e-jobs-"+w.sfx, "e2e-events-"+w.sfx
 	w.backups = filepath.Join(w.dir, "backups")
 	w.resticL = filepath.Join(w.dir, "restic-local")
@@ -200,6 +290,7 @@ func newWorld(t *testing.T) *world {
 	w.seedQdrant()
 	w.seedRabbit()
 	w.fixtures()
+	w.seedN8N()
 	w.keys()
 	w.writeEnv("kaleem.env", w.kaleemEnv(nil))
 	w.writeEnv("chitlaq.env", w.chitlaqEnv())
@@ -264,7 +355,6 @@ func (w *world) seedMongo() {
 	ctx := context.Background()
 	w.t.Cleanup(func() {
 		_ = cl.Database(w.mongoDB).Drop(context.Background())
-		_ = cl.Database(w.mongoDB + "_drill").Drop(context.Background())
 	})
 	var convs, users []any
 	for i := 0; i < 300; i++ {
@@ -287,6 +377,58 @@ func (w *world) seedQdrant() {
 			Payload: map[string]any{"doc": fmt.Sprintf("chunk-%d", i)}})
 	}
 	w.qdrant.CreateCollection(w.coll, qdrantdouble.VectorParams{Size: 4, Distance: "Cosine"}, pts)
+	w.qdrant.CreateCollection(w.coll2, qdrantdouble.VectorParams{Size: 4, Distance: "Dot"}, pts[:10])
+}
+
+// seedN8N creates n8n's SQLite database in WAL mode and keeps a writer
+// connected with checkpoints off, as a running n8n does: most rows are only
+// in the -wal file, so a copy of database.sqlite alone would lose them.
+func (w *world) seedN8N() {
+	dir := filepath.Join(w.cfgK, "opt", "n8n", "data")
+	require.NoError(w.t, os.MkdirAll(dir, 0o700))
+	require.NoError(w.t, os.WriteFile(filepath.Join(dir, "config"), []byte(`{"encryptionKey": "not-a-real-key"}`+"\n"), 0o600))
+	db := filepath.Join(dir, "database.sqlite")
+	w.sqlite(db, "PRAGMA journal_mode=WAL; CREATE TABLE workflow_entity (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO workflow_entity (name) VALUES ('checkpointed');")
+	cmd := exec.Command("sqlite3", db)
+	stdin, err := cmd.StdinPipe()
+	require.NoError(w.t, err)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(w.t, err)
+	require.NoError(w.t, cmd.Start())
+	w.n8n, w.n8nIn = cmd, stdin
+	w.t.Cleanup(w.stopN8N)
+	w.n8nRows = 201
+	_, err = io.WriteString(stdin, "PRAGMA wal_autocheckpoint=0;\nWITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM g WHERE n < 200) INSERT INTO workflow_entity (name) SELECT 'workflow ' || n FROM g;\nSELECT 'ready';\n")
+	require.NoError(w.t, err)
+	// The pragma echoes its value; "ready" comes once the insert is done.
+	r := bufio.NewReader(stdout)
+	for {
+		line, err := r.ReadString('\n')
+		require.NoError(w.t, err, "sqlite3 writer")
+		if line == "ready\n" {
+			break
+		}
+	}
+	wal, err := os.Stat(db + "-wal")
+	require.NoError(w.t, err, "the rows are in the WAL")
+	require.Positive(w.t, wal.Size())
+}
+
+// stopN8N closes the writer (n8n stopped, as before a restore).
+func (w *world) stopN8N() {
+	if w.n8n == nil {
+		return
+	}
+	_ = w.n8nIn.Close()
+	_ = w.n8n.Wait()
+	w.n8n = nil
+}
+
+func (w *world) sqlite(db, sql string) string {
+	w.t.Helper()
+	out, err := exec.Command("sqlite3", db, sql).CombinedOutput()
+	require.NoError(w.t, err, "sqlite3 %s: %s", sql, out)
+	return strings.TrimSpace(string(out))
 }
 
 func (w *world) rabbit(method, path string, body any) (int, []byte) {
@@ -378,11 +520,12 @@ func (w *world) rcloneRemotes() map[string]string {
 func (w *world) kaleemEnv(override map[string]string) map[string]string {
 	m := w.rcloneRemotes()
 	m["MONGO_URI"] = w.svc["MONGO_URI"]
-	m["N8N_ENABLED"] = "0"
+	m["MONGO_RESTORE_URI"] = w.svc["MONGO_URI"]
+	m["N8N_ENABLED"] = "1"
 	m["QDRANT_URL"], m["QDRANT_API_KEY"] = w.qURL, "qdrant-key-"+w.sfx
 	m["RABBIT_URL"], m["RABBIT_USER"], m["RABBIT_PASSWORD"] = w.svc["RABBITMQ_MGMT_URL"], w.svc["RABBITMQ_USER"], w.svc["RABBITMQ_PASS"]
 	m["HC_URL"] = w.hcURL + "/" + w.hcCheck
-	m["RESTORE_HC_URL"] = w.hcURL + "/" + uuid4()
+	m["RESTORE_HC_URL"] = w.hcURL + "/" + w.restoreCheck
 	for k, v := range override {
 		m[k] = v
 	}
@@ -402,6 +545,7 @@ func (w *world) drEnv() map[string]string {
 		m[k] = v
 	}
 	delete(m, "HC_URL")
+	delete(m, "RESTORE_HC_URL")
 	return m
 }
 
@@ -432,17 +576,33 @@ func (w *world) chitlaqVars() []string {
 }
 
 func (w *world) drVars() []string {
-	return []string{"staging=" + filepath.Join(w.dir, "dr"), "target_root=" + filepath.Join(w.dir, "newroot"),
+	return []string{"staging=" + filepath.Join(w.dir, "dr"),
 		"kaleem_repository=rclone:" + w.offsite, "restic_password_file=" + w.pwFile,
 		"chitlaq_remote=" + w.remote, "identity_file=" + w.keyFile, "kaleem_root=" + w.backups,
-		"chitlaq_database=" + w.pgDB, "qdrant_collection=" + w.coll}
+		"chitlaq_database=" + w.pgDB, "plans=" + w.plansDir(), "env_file=" + filepath.Join(w.dir, "dr.env"), "planrun=" + w.bin}
+}
+
+func (w *world) restoreTestVars() []string {
+	return []string{"repository=" + w.resticL, "password_file=" + w.pwFile, "cache_dir=" + filepath.Join(w.dir, "cache"),
+		"backup_root=" + w.backups, "plan=" + filepath.Join(w.plansDir(), "kaleem-daily.yaml"),
+		"env_file=" + filepath.Join(w.dir, "kaleem.env"), "planrun=" + w.bin, "scratch=" + filepath.Join(w.dir, "restore-test")}
+}
+
+func (w *world) plansDir() string {
+	wd, err := os.Getwd()
+	require.NoError(w.t, err)
+	return wd
+}
+
+func (w *world) s3Dir() string {
+	return filepath.Join(w.svc["S3_DATA_DIR"], w.svc["S3_BUCKET"], "e2e-"+w.sfx)
 }
 
 // cmdEnv is the environment planrun runs with: this process's, a private
 // state dir, and AWS_CA_BUNDLE set as on this machine (planrun must clear
 // it for rclone itself).
 func (w *world) cmdEnv() []string {
-	env := append(os.Environ(), "PLANRUN_STATE_DIR="+filepath.Join(w.dir, "state"), "AWS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt")
+	env := append(os.Environ(), "PLANRUN_STATE_DIR="+w.state, "AWS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt")
 	return env
 }
 
@@ -468,6 +628,93 @@ func (w *world) apply(plan, envFile string, wantExit int, vars ...string) string
 	return stderr.String()
 }
 
+// planrun runs a planrun command and checks its exit code; it returns
+// stdout and stderr.
+func (w *world) planrun(wantExit int, args ...string) string {
+	w.t.Helper()
+	cmd := exec.Command(w.bin, args...)
+	cmd.Env = w.cmdEnv()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(w.t, err)
+	}
+	require.Equal(w.t, wantExit, code, "planrun %s:\n%s", strings.Join(args, " "), out.String())
+	return out.String()
+}
+
+type runJSON struct {
+	Kind   string `json:"kind"`
+	Status string `json:"status"`
+	Report *struct {
+		RTO int64 `json:"rto_ns"`
+	} `json:"report"`
+}
+
+// runs are the plan's runs in the run store, newest first.
+func (w *world) runs(plan string) []runJSON {
+	w.t.Helper()
+	var runs []runJSON
+	require.NoError(w.t, json.Unmarshal([]byte(w.planrun(0, "runs", "--plan", plan, "--json")), &runs))
+	return runs
+}
+
+// lastRun is the plan's newest run in the run store.
+func (w *world) lastRun(plan string) runJSON {
+	w.t.Helper()
+	runs := w.runs(plan)
+	require.NotEmpty(w.t, runs, "runs of %s", plan)
+	return runs[0]
+}
+
+// drillReport is the report part of planrun drill's output (its log lines
+// left out).
+func drillReport(out string) string {
+	if i := strings.LastIndex(out, "\ndrill "); i >= 0 {
+		return out[i+1:]
+	}
+	return out
+}
+
+// flipByte inverts one byte of a file in place.
+func flipByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer f.Close()
+	b := make([]byte, 1)
+	_, err = f.ReadAt(b, off)
+	require.NoError(t, err)
+	b[0] ^= 0xff
+	_, err = f.WriteAt(b, off)
+	require.NoError(t, err)
+}
+
+// noScratchLeft: a drill drops its scratch databases and collections.
+func (w *world) noScratchLeft() {
+	w.t.Helper()
+	assert.Empty(w.t, w.psql("postgres", "SELECT string_agg(datname, ',') FROM pg_database WHERE datname LIKE '%scratch%'"), "scratch PostgreSQL databases left")
+	names, err := w.mongo().ListDatabaseNames(context.Background(), bson.D{})
+	require.NoError(w.t, err)
+	for _, n := range names {
+		assert.NotContains(w.t, n, "scratch", "scratch MongoDB database left")
+	}
+	req, err := http.NewRequest("GET", w.qURL+"/collections", nil)
+	require.NoError(w.t, err)
+	req.Header.Set("api-key", "qdrant-key-"+w.sfx)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(w.t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(w.t, err)
+	assert.Contains(w.t, string(body), w.coll2, "the collections list")
+	assert.NotContains(w.t, string(body), "scratch", "scratch Qdrant collection left")
+}
+
 // ---------------------------------------------------------------- checks
 
 type state struct {
@@ -475,7 +722,9 @@ type state struct {
 	mongoCounts map[string]int64
 	mongoSum    string
 	points      []qdrantdouble.Point
+	points2     []qdrantdouble.Point
 	rabbit      string
+	files       map[string]string // path under the fixture roots → sha256
 }
 
 func (w *world) snapshot() state {
@@ -490,8 +739,33 @@ func (w *world) snapshot() state {
 	s.mongoCounts = w.mongoCounts(w.mongoDB)
 	s.mongoSum = w.mongoChecksum(w.mongoDB)
 	s.points, _ = w.qdrant.Points(w.coll)
+	s.points2, _ = w.qdrant.Points(w.coll2)
 	s.rabbit = w.rabbitState()
+	s.files = w.fileSums()
 	return s
+}
+
+// fileSums hashes what the archives hold: the fixture trees without what
+// the plans exclude (caches, n8n's live database files).
+func (w *world) fileSums() map[string]string {
+	out := map[string]string{}
+	for _, root := range []string{w.cfgK, w.cfgC} {
+		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			rel, _ := filepath.Rel(w.dir, p)
+			if strings.Contains(rel, "/cache/") || strings.Contains(rel, "database.sqlite") {
+				return nil
+			}
+			b, err := os.ReadFile(p)
+			require.NoError(w.t, err)
+			sum := sha256.Sum256(b)
+			out[rel] = hex.EncodeToString(sum[:])
+			return nil
+		})
+	}
+	return out
 }
 
 func (w *world) psqlOK(sql string) bool {
@@ -562,11 +836,11 @@ func (w *world) wipe() {
 	w.psql("postgres", "DROP DATABASE "+w.pgDB+" WITH (FORCE)")
 	cl := w.mongo()
 	require.NoError(w.t, cl.Database(w.mongoDB).Drop(context.Background()))
-	require.NoError(w.t, cl.Database(w.mongoDB+"_drill").Drop(context.Background()))
 	w.qdrant.DropAll()
 	w.rabbit("DELETE", "/api/queues/%2F/"+w.queue, nil)
 	w.rabbit("DELETE", "/api/exchanges/%2F/"+w.exch, nil)
-	for _, d := range []string{w.backups, w.resticL, w.chitlaq, filepath.Join(w.dir, "cache")} {
+	w.stopN8N()
+	for _, d := range []string{w.backups, w.resticL, w.chitlaq, filepath.Join(w.dir, "cache"), w.cfgK, w.cfgC} {
 		require.NoError(w.t, os.RemoveAll(d))
 	}
 }
@@ -607,6 +881,8 @@ func (w *world) resticCLIListsAndChecks() {
 	require.Len(w.t, snaps, 1)
 	assert.Contains(w.t, snaps[0].Tags, "daily")
 	assert.Contains(w.t, snaps[0].Paths, filepath.Join(w.backups, "mongo"))
+	assert.Contains(w.t, snaps[0].Paths, filepath.Join(w.backups, "manifest"))
+	assert.Contains(w.t, snaps[0].Paths, filepath.Join(w.backups, "n8n"))
 	cmd = exec.Command("restic", "check", "--read-data")
 	cmd.Env = env
 	out, err = cmd.CombinedOutput()
@@ -614,27 +890,59 @@ func (w *world) resticCLIListsAndChecks() {
 	assert.Contains(w.t, string(out), "no errors were found")
 }
 
-// rcloneCheck: the off-site copy matches, by rclone's own check.
-func (w *world) rcloneCheck(local, remote string) {
+// plantOldChitlaqBackups puts older chitlaq-full artifacts (named by
+// their day, as prune reads it) locally and on S3, as earlier runs would
+// have; it returns their S3 paths and whether retention must keep them.
+func (w *world) plantOldChitlaqBackups() map[string]bool {
 	w.t.Helper()
-	cmd := exec.Command("rclone", "check", local, remote)
+	day := func(n int) string { return time.Now().UTC().AddDate(0, 0, -n).Format("20060102") + "_020000" }
+	old := map[string]bool{
+		"full/chitlaq_full_" + day(40) + ".dump.zst.age":     false,
+		"full/chitlaq_full_" + day(10) + ".dump.zst.age":     true,
+		"config/chitlaq_config_" + day(40) + ".tar.zst.age":  true,
+		"config/chitlaq_config_" + day(100) + ".tar.zst.age": false,
+	}
+	out := map[string]bool{}
+	for rel, kept := range old {
+		p := filepath.Join(w.chitlaq, rel)
+		require.NoError(w.t, os.MkdirAll(filepath.Dir(p), 0o700))
+		require.NoError(w.t, os.WriteFile(p, []byte("an older backup "+rel), 0o600))
+		sum := sha256.Sum256([]byte("an older backup " + rel))
+		require.NoError(w.t, os.WriteFile(p+".sha256", []byte(hex.EncodeToString(sum[:])+"  "+filepath.Base(p)+"\n"), 0o600))
+		remote := strings.Replace(rel, "full/", "database/full/", 1)
+		out[remote] = kept
+	}
+	w.rclone("copy", filepath.Join(w.chitlaq, "full"), w.remote+"/database/full")
+	w.rclone("copy", filepath.Join(w.chitlaq, "config"), w.remote+"/config")
+	return out
+}
+
+func (w *world) rclone(args ...string) string {
+	w.t.Helper()
+	cmd := exec.Command("rclone", args...)
 	env := append(os.Environ(), "AWS_CA_BUNDLE=")
 	for k, v := range w.rcloneRemotes() {
 		env = append(env, k+"="+v)
 	}
 	cmd.Env = env
 	out, err := cmd.CombinedOutput()
-	require.NoError(w.t, err, "rclone check: %s", out)
-	assert.Contains(w.t, string(out), "0 differences found")
+	require.NoError(w.t, err, "rclone %s: %s", strings.Join(args, " "), out)
+	return string(out)
+}
+
+// rcloneCheck: the off-site copy matches, by rclone's own check.
+func (w *world) rcloneCheck(local, remote string) {
+	w.t.Helper()
+	assert.Contains(w.t, w.rclone("check", local, remote), "0 differences found")
 }
 
 // offsiteDumpDecryptsWithAgeCLI: the uploaded dump is a standard age file
 // of a zstd stream of a pg_dump custom archive.
-func (w *world) offsiteDumpDecryptsWithAgeCLI() {
+func (w *world) offsiteDumpDecryptsWithAgeCLI(stamp string) {
 	w.t.Helper()
-	dumps, err := filepath.Glob(filepath.Join(w.svc["S3_DATA_DIR"], w.svc["S3_BUCKET"], "e2e-"+w.sfx, "chitlaq", "database", "full", "*.dump.zst.age"))
+	dumps, err := filepath.Glob(filepath.Join(w.s3Dir(), "chitlaq", "database", "full", "chitlaq_full_"+stamp+".dump.zst.age"))
 	require.NoError(w.t, err)
-	require.Len(w.t, dumps, 1, "one full dump off-site")
+	require.Len(w.t, dumps, 1, "the run's full dump off-site")
 	// Through files: pg_restore --list stops reading after the TOC, which
 	// would SIGPIPE a pipeline.
 	tmp := w.t.TempDir()
