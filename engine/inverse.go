@@ -1,5 +1,13 @@
 package engine
 
+import "errors"
+
+// ErrNoRestore, wrapped in an error from Inverse.With, says that this
+// artifact is not restored by planrun restore (a Qdrant full-storage
+// snapshot is restored by starting the server on it): the restore lists
+// it as not restored, with the reason, and goes on with the others.
+var ErrNoRestore = errors.New("not restored by planrun restore")
+
 // Inverse declares, next to a backup step type, how its artifacts are
 // restored: the restore step type and the mapping from what the backup
 // recorded to that type's params. planrun restore and planrun drill build

@@ -154,18 +154,6 @@ func BuildRestore(req RestoreRequest, reg *Registry) (*RestorePlan, error) {
 			continue
 		}
 		input := m.Locate(a)
-		if req.Drill {
-			id := uniqueID("check-" + a.StepID)
-			step := &yaml.Node{Kind: yaml.MappingNode}
-			add(step, "id", id)
-			add(step, "name", "sha256 of "+filepath.Base(a.Path)+" equals the manifest's")
-			add(step, "type", "verify")
-			// The manifest's digest is the reference; a sidecar may not have travelled.
-			add(step, "with", map[string]any{"path": globQuote(input), "sha256": a.SHA256, "sidecar": "optional"})
-			add(step, "when", "always()") // check every artifact, whatever failed before
-			stepsNode.Content = append(stepsNode.Content, step)
-			rp.Steps = append(rp.Steps, RestoreStep{ID: id, Artifact: a, Input: input, Check: true})
-		}
 		id := uniqueID("restore-" + a.StepID)
 		target := RestoreTarget{Input: input, Scratch: req.Scratch, ScratchSuffix: rp.Suffix, Keep: req.Keep,
 			IdentityFile: identity, PassphraseFile: passphrase}
@@ -185,9 +173,28 @@ func BuildRestore(req RestoreRequest, reg *Registry) (*RestorePlan, error) {
 			typ = t.Inverse.ScratchType
 		}
 		with, err := t.Inverse.With(a, target)
+		if errors.Is(err, ErrNoRestore) {
+			rp.Skipped = append(rp.Skipped, fmt.Sprintf("%s (%s step %s): %v", a.Path, a.StepType, a.StepID, err))
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("restore of %s (step %s): %w", a.Path, a.StepID, err)
 		}
+		// Every artifact is checked against the manifest's digest before it
+		// is restored (a sidecar may not have travelled: the manifest is the
+		// reference). A drill checks and restores all of them, whatever
+		// failed before; a restore stops at the first damaged artifact.
+		checkID := uniqueID("check-" + a.StepID)
+		check := &yaml.Node{Kind: yaml.MappingNode}
+		add(check, "id", checkID)
+		add(check, "name", "sha256 of "+filepath.Base(a.Path)+" equals the manifest's")
+		add(check, "type", "verify")
+		add(check, "with", map[string]any{"path": globQuote(input), "sha256": a.SHA256, "sidecar": "optional"})
+		if req.Drill {
+			add(check, "when", "always()")
+		}
+		stepsNode.Content = append(stepsNode.Content, check)
+		rp.Steps = append(rp.Steps, RestoreStep{ID: checkID, Artifact: a, Input: input, Check: true})
 		withNode := &yaml.Node{}
 		if err := withNode.Encode(with); err != nil {
 			return nil, err
@@ -351,9 +358,6 @@ func (rp *RestorePlan) report(r *run) *RestoreReport {
 				why = st.status
 			}
 			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %s", s.ID, why))
-		}
-		if !rp.Request.Drill {
-			continue
 		}
 		if s.Check {
 			c := Check{Step: s.ID, Artifact: s.Artifact.Path, What: "sha256", Compared: 1}

@@ -212,8 +212,9 @@ func TestRestoreOverridesAndOnly(t *testing.T) {
 	p, m := backup(t, dir, "restore:\n  steps:\n    dump: {target: elsewhere}\n")
 	rp, err := engine.BuildRestore(engine.RestoreRequest{Plan: p, Manifest: m, Only: []string{"dump"}}, restoreRegistry())
 	require.NoError(t, err)
-	require.Len(t, rp.Plan.Steps, 2)
-	assert.Contains(t, nodeText(rp.Plan.Steps[0].With), "target: elsewhere")
+	require.Len(t, rp.Plan.Steps, 4, "a sha256 check and a restore per artifact")
+	assert.Equal(t, "verify", rp.Plan.Steps[0].TypeName)
+	assert.Contains(t, nodeText(rp.Plan.Steps[1].With), "target: elsewhere")
 	assert.Empty(t, rp.Scratch, "a restore over the originals has no scratch dir")
 
 	_, err = engine.BuildRestore(engine.RestoreRequest{Plan: p, Manifest: m, Only: []string{"nope"}}, restoreRegistry())
@@ -227,7 +228,9 @@ func TestRestoreDryRunRunsNothing(t *testing.T) {
 	rp, err := engine.BuildRestore(engine.RestoreRequest{Plan: p, Manifest: m, Scratch: true}, restoreRegistry())
 	require.NoError(t, err)
 	for _, s := range rp.Plan.Steps {
-		s.With.Content = append(s.With.Content, yamlScalar("touch"), yamlScalar(touch))
+		if s.TypeName == "load" {
+			s.With.Content = append(s.With.Content, yamlScalar("touch"), yamlScalar(touch))
+		}
 	}
 	scope, err := engine.Prepare(rp.Plan, engine.Invocation{})
 	require.NoError(t, err)
@@ -236,6 +239,48 @@ func TestRestoreDryRunRunsNothing(t *testing.T) {
 	assert.Contains(t, out.String(), "restore-dump (load): would run")
 	assert.NoFileExists(t, touch)
 	assert.NoDirExists(t, rp.Scratch, "the dry run created the scratch dir")
+}
+
+// A restore over the original targets compares counts too: a DR restore
+// that lost rows fails.
+func TestRestoreComparesCountsToo(t *testing.T) {
+	p, m := backup(t, t.TempDir(), "")
+	rp, err := engine.BuildRestore(engine.RestoreRequest{Plan: p, Manifest: m}, restoreRegistry())
+	require.NoError(t, err)
+	for _, s := range rp.Plan.Steps {
+		if s.TypeName == "load" {
+			s.With.Content = append(s.With.Content, yamlScalar("lose"), yamlScalar("a"))
+		}
+	}
+	scope, err := engine.Prepare(rp.Plan, engine.Invocation{})
+	require.NoError(t, err)
+	rec := &memRecorder{}
+	res := engine.Restore(context.Background(), rp, scope, engine.Options{Recorder: rec, StateDir: t.TempDir(), Stderr: &bytes.Buffer{}})
+	assert.Equal(t, engine.ExitFailed, res.ExitCode)
+	assert.Equal(t, engine.KindRestore, rec.runs[0].Kind)
+	assert.Contains(t, res.Err.Error(), "rows:a: backup 10, restored 9")
+}
+
+// An inverse may decline an artifact (ErrNoRestore): it is listed as not
+// restored and the others are restored.
+func TestInverseMayDecline(t *testing.T) {
+	p, m := backup(t, t.TempDir(), "")
+	m.Artifacts[0].Source["db"] = "full"
+	reg := restoreRegistry()
+	inv := reg.Lookup("dump").Inverse
+	with := inv.With
+	inv.With = func(a engine.ArtifactRecord, t engine.RestoreTarget) (map[string]any, error) {
+		if a.Source["db"] == "full" {
+			return nil, fmt.Errorf("a full dump: %w", engine.ErrNoRestore)
+		}
+		return with(a, t)
+	}
+	defer func() { inv.With = with }()
+	rp, err := engine.BuildRestore(engine.RestoreRequest{Plan: p, Manifest: m, Drill: true}, reg)
+	require.NoError(t, err)
+	require.Len(t, rp.Skipped, 1)
+	assert.Contains(t, rp.Skipped[0], "a full dump: not restored by planrun restore")
+	assert.Len(t, rp.Plan.Steps, 2)
 }
 
 func TestRestoreSectionIsValidated(t *testing.T) {

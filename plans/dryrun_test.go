@@ -48,7 +48,7 @@ func TestShippedPlansDryRun(t *testing.T) {
 	plans, err := filepath.Glob("*.yaml")
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, len(plans), 6, "shipped plans")
-	roots := []string{"/backups", "/var/tmp/planrun-dr", "/var/backups/chitlaq", "/tmp/planrun-restore-test"}
+	roots := []string{"/backups", "/var/tmp/planrun-dr", "/opt/backups/chitlaq"}
 	before := map[string]bool{}
 	for _, r := range roots {
 		_, err := os.Stat(r)

@@ -481,7 +481,7 @@ func (q *qdrantClient) countsAfter(ctx context.Context, coll string) (map[string
 func qdrantSnapshotInverse(a engine.ArtifactRecord, t engine.RestoreTarget) (map[string]any, error) {
 	coll := a.Source["collection"]
 	if coll == "" {
-		return nil, fmt.Errorf("qdrant artifact %s is a full-storage snapshot: restore it by starting Qdrant with --storage-snapshot (after decrypt/decompress)", a.Path)
+		return nil, fmt.Errorf("a Qdrant full-storage snapshot is restored by starting Qdrant with --storage-snapshot (after decrypt/decompress): %w", engine.ErrNoRestore)
 	}
 	if a.Source["url"] == "" {
 		return nil, fmt.Errorf("qdrant artifact %s: no source url recorded", a.Path)

@@ -3,6 +3,7 @@ package steps
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -200,7 +201,7 @@ func TestQdrantFullStorageSnapshotRecord(t *testing.T) {
 		!reflect.DeepEqual(recs[0].Counts, map[string]int64{"points:a": 3, "points:b": 7}) {
 		t.Fatalf("records %+v", recs)
 	}
-	if _, err := QdrantSnapshot.Inverse.With(*recs[0], engine.RestoreTarget{Input: recs[0].Path}); err == nil ||
+	if _, err := QdrantSnapshot.Inverse.With(*recs[0], engine.RestoreTarget{Input: recs[0].Path}); !errors.Is(err, engine.ErrNoRestore) ||
 		!strings.Contains(err.Error(), "--storage-snapshot") {
 		t.Fatalf("full-storage inverse: %v", err)
 	}
