@@ -13,6 +13,8 @@
 #   BENCH_RUNS=2      best-of-N for each case (tar -czf: 1)
 #   BENCH_SEED=1
 #   BENCH_KEEP=1      keep the generated data in RAM for the next run
+#   BENCH_SMALL_FILES=200000 (0: skip) and the other BENCH_SMALL_* settings:
+#                     the many-small-files rows, scripts/bench-tarball.sh
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -181,3 +183,10 @@ if [[ $IN_RAM == false ]]; then
   echo "  (on a disk, planrun's encrypt waits for its fsync and the CLIs' rows do not: compare the fsynced rows)"
 fi
 target "peak RSS < 64 MiB (all planrun cases)" "${RSS[$z]} < 65536 && ${RSS[$g]} < 65536 && ${RSS[$e]} < 65536"
+
+# Many small files (per-file overhead), with its own table and targets;
+# BENCH_SMALL_FILES=0 leaves it out.
+if [[ ${BENCH_SMALL_FILES:-} != 0 ]]; then
+  echo
+  PLANRUN="$DIR/bin/planrun" scripts/bench-tarball.sh
+fi

@@ -21,6 +21,7 @@ func (o PlainOutput) writeOptions() artifact.WriteOptions {
 // DecryptParams are the params of the decrypt step.
 type DecryptParams struct {
 	Input       string `yaml:"input" required:"true" doc:"age-encrypted file (binary or armored; made by planrun or the age CLI)"`
+	Decompress  bool   `yaml:"decompress" doc:"also remove one zstd/gzip layer inside (what encrypt added unless compress: none)"`
 	PlainOutput `yaml:",inline"`
 
 	artifact.ReadOptions `yaml:",inline"`
@@ -31,13 +32,17 @@ var Decrypt = engine.Def[DecryptParams]{
 	Name:    "decrypt",
 	Summary: "decrypt an age-encrypted file (the compression inside, if any, is kept)",
 	Kind:    engine.KindOther,
-	Outputs: artifact.StandardOutputs,
+	Outputs: plainOutputs,
 	Example: "input: /backups/pg/app.dump.zst.age\noutput: /tmp/restore/app.dump.zst\nidentity_file: /etc/planrun/age.key",
 	Preview: func(env *engine.Env, p *DecryptParams) []string {
 		return []string{"read: " + p.Input + " (decrypt)", "write: " + p.writeOptions().Describe()}
 	},
 	Run: func(ctx context.Context, env *engine.Env, p *DecryptParams) (engine.Outputs, error) {
-		res, err := transformChecked(ctx, env, p.Input, p.ReadOptions, artifact.DecryptOnly, p.writeOptions(),
+		mode := artifact.DecryptOnly
+		if p.Decompress {
+			mode = artifact.Plain
+		}
+		res, err := transformChecked(ctx, env, p.Input, p.ReadOptions, mode, p.writeOptions(),
 			func(r *artifact.Reader) error {
 				if !r.Layers.Encrypted {
 					return fmt.Errorf("%s is not age-encrypted", p.Input)
@@ -47,7 +52,7 @@ var Decrypt = engine.Def[DecryptParams]{
 		if err != nil {
 			return nil, err
 		}
-		return res.Outputs(), nil
+		return plainResult(res), nil
 	},
 }
 
@@ -64,7 +69,7 @@ var Decompress = engine.Def[DecompressParams]{
 	Name:    "decompress",
 	Summary: "decrypt (if encrypted) and decompress an artifact into a plain file",
 	Kind:    engine.KindOther,
-	Outputs: artifact.StandardOutputs,
+	Outputs: plainOutputs,
 	Example: "input: /backups/pg/app.sql.zst\noutput: /tmp/restore/app.sql",
 	Preview: func(env *engine.Env, p *DecompressParams) []string {
 		return []string{"read: " + p.Input + " (decrypt + decompress)", "write: " + p.writeOptions().Describe()}
@@ -74,6 +79,15 @@ var Decompress = engine.Def[DecompressParams]{
 		if err != nil {
 			return nil, err
 		}
-		return res.Outputs(), nil
+		return plainResult(res), nil
 	},
+}
+
+var plainOutputs = append(append([]engine.Output(nil), artifact.StandardOutputs...),
+	engine.Output{Name: "counts", Doc: "bytes: the size of the plain file, as encrypt and compress count their input"})
+
+func plainResult(res artifact.Result) engine.Outputs {
+	out := res.Outputs()
+	out["counts"] = map[string]int64{"bytes": res.Size}
+	return out
 }

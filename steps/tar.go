@@ -40,10 +40,12 @@ var Tar = engine.Def[TarParams]{
 	Summary: "archive files and directories into a (zstd/gzip, optionally age-encrypted) tar artifact",
 	Doc: "Keeps modes, owners, mtimes, symlinks, hard links and empty directories; the archive " +
 		"extracts with GNU tar (tar -xf, or tar -xzf / zstd -d | tar -x). Sockets are skipped like GNU tar does.",
-	Kind: engine.KindBackup,
+	Kind:    engine.KindBackup,
+	Inverse: &engine.Inverse{Type: "untar", With: untarInverse},
 	Outputs: append(append([]engine.Output(nil), artifact.StandardOutputs...),
 		engine.Output{Name: "files", Doc: "regular files archived"},
 		engine.Output{Name: "dirs", Doc: "directories archived"},
+		engine.Output{Name: "special", Doc: "FIFOs and device nodes archived"},
 		engine.Output{Name: "skipped", Doc: "unreadable files skipped (on_unreadable: warn)"},
 	),
 	Example: "paths: [/etc/nginx, /etc/cron.d]\nexclude: [\"*.sock\", \"*/cache/*\"]\n" +
@@ -77,11 +79,57 @@ var Tar = engine.Def[TarParams]{
 		if err != nil {
 			return nil, err
 		}
+		res.Record.Source = map[string]string{"kind": "files", "paths": strings.Join(p.Paths, ",")}
+		if len(p.Exclude) > 0 {
+			res.Record.Source["exclude"] = strings.Join(p.Exclude, ",")
+		}
+		if p.FollowSymlinks {
+			res.Record.Source["follow_symlinks"] = "true"
+		}
+		res.Record.Counts = tarCounts(st)
 		out := res.Outputs()
-		out["files"], out["dirs"], out["skipped"] = st.Files, st.Dirs, st.Skipped
+		out["files"], out["dirs"], out["special"], out["skipped"] = st.Files, st.Dirs, st.Other, st.Skipped
 		if st.Skipped > 0 {
 			env.Log.Warn("archive is incomplete: unreadable files were skipped", "count", st.Skipped)
 		}
 		return out, nil
 	},
+}
+
+// untarInverse restores a tar artifact: into the scratch directory for a
+// drill, else where it came from. Members are stored relative to "/" (the
+// paths without their leading "/"), so the original location is "/" with
+// overwrite, unless the operator named a directory.
+func untarInverse(a engine.ArtifactRecord, t engine.RestoreTarget) (map[string]any, error) {
+	w := map[string]any{"input": t.Input}
+	if t.Scratch {
+		if t.Dir == "" {
+			return nil, errors.New("scratch restore of a tar artifact needs a directory")
+		}
+		w["target"] = t.Dir
+	} else {
+		w["target"] = "/"
+		if t.Dir != "" {
+			w["target"] = t.Dir
+		}
+		for _, p := range strings.Split(a.Source["paths"], ",") {
+			if t.Dir == "" && p != "" && !strings.HasPrefix(p, "/") {
+				return nil, fmt.Errorf("%s: archived from the relative path %q: name a target directory", a.Path, p)
+			}
+		}
+		w["overwrite"] = true
+		w["create_special"] = true
+	}
+	readKeys(w, t)
+	return w, nil
+}
+
+// readKeys passes the decryption keys of a restore target on.
+func readKeys(w map[string]any, t engine.RestoreTarget) {
+	if t.IdentityFile != "" {
+		w["identity_file"] = t.IdentityFile
+	}
+	if t.PassphraseFile != "" {
+		w["passphrase_file"] = t.PassphraseFile
+	}
 }

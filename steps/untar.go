@@ -17,6 +17,7 @@ type UntarParams struct {
 	StripComponents int    `yaml:"strip_components" doc:"drop this many leading path components from every entry"`
 	Overwrite       bool   `yaml:"overwrite" doc:"replace files that already exist in target (directories are always merged)"`
 	PreserveOwner   bool   `yaml:"preserve_owner" default:"true" doc:"restore owners (uid/gid) when running as root"`
+	CreateSpecial   bool   `yaml:"create_special" doc:"create FIFOs and device nodes (devices need root); otherwise they are skipped with a warning and counted in special_skipped"`
 
 	artifact.ReadOptions `yaml:",inline"`
 }
@@ -26,12 +27,18 @@ var Untar = engine.Def[UntarParams]{
 	Name:    "untar",
 	Summary: "extract a tar artifact (decrypting and decompressing on the fly) into a directory",
 	Doc: "Entries that would land outside target (../ names, absolute names, writes through " +
-		"symlinks) stop the step with an error; nothing is ever written outside target.",
+		"symlinks) stop the step with an error; nothing is ever written outside target. Sparse " +
+		"files (GNU tar --sparse, old GNU and PAX formats) are extracted with their holes; FIFOs and " +
+		"device nodes are created with create_special: true, else skipped with a warning and " +
+		"counted; an entry of any other unknown type fails the step. Files are written in place " +
+		"(a failed step can leave a partial tree behind) and flushed with one syncfs at the end.",
 	Kind: engine.KindOther,
 	Outputs: []engine.Output{
 		{Name: "target", Doc: "the directory extracted into"},
 		{Name: "files", Doc: "regular files extracted"},
 		{Name: "bytes", Doc: "file content bytes extracted"},
+		{Name: "special_skipped", Doc: "FIFOs and device nodes not created (create_special: false)"},
+		{Name: "counts", Doc: "files, dirs, symlinks, bytes, special (FIFOs and devices, created or skipped) extracted: the tar step's counts"},
 	},
 	Example: "input: /backups/configs/configs-20240101T000000Z.tar.zst\ntarget: /tmp/restore\nidentity_file: /etc/planrun/age.key",
 	Preview: func(env *engine.Env, p *UntarParams) []string {
@@ -45,7 +52,7 @@ var Untar = engine.Def[UntarParams]{
 		defer r.Close()
 		st, err := tarball.Extract(ctx, r, p.Target, tarball.ExtractOptions{
 			StripComponents: p.StripComponents, PreserveOwner: p.PreserveOwner,
-			Overwrite: p.Overwrite, Log: env.Log,
+			Overwrite: p.Overwrite, CreateSpecial: p.CreateSpecial, Log: env.Log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("untar %s: %w", p.Input, err)
@@ -58,6 +65,10 @@ var Untar = engine.Def[UntarParams]{
 		if env.Stats != nil {
 			env.Stats.BytesOut.Add(st.Bytes)
 		}
-		return engine.Outputs{"target": p.Target, "files": st.Files, "bytes": st.Bytes}, nil
+		if st.Skipped > 0 {
+			env.Log.Warn("special files were not created", "count", st.Skipped, "hint", "create_special: true")
+		}
+		return engine.Outputs{"target": p.Target, "files": st.Files, "bytes": st.Bytes,
+			"special_skipped": st.Skipped, "counts": tarCounts(st)}, nil
 	},
 }

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // CreateOptions controls what goes into an archive.
@@ -33,15 +35,75 @@ type CreateOptions struct {
 	Skip []string
 }
 
-// Stats counts what an archive holds.
+// Stats counts what an archive holds. Files are regular (and sparse)
+// files, Hardlinks their extra names, Other FIFOs and device nodes;
+// Skipped is what was left out (unreadable files when creating, special
+// files not created when extracting).
 type Stats struct {
 	Files, Dirs, Symlinks, Hardlinks, Other, Skipped int
 	Bytes                                            int64 // file content bytes
 }
 
-// openFile is swapped by tests: root can read everything, so an
-// unreadable file cannot be made with chmod when tests run as root.
-var openFile = os.Open
+// openFile, when set (by tests: root can read everything, so an
+// unreadable file cannot be made with chmod when tests run as root),
+// opens files and directories instead of the raw descriptors below.
+var openFile func(name string) (*os.File, error)
+
+// openRead opens a file for reading as a bare descriptor: os.Open would
+// register it with the runtime poller (useless for files on disk) and
+// os.NewFile would still ask for its flags, system calls that show on
+// trees of many small files.
+func openRead(name string) (int, error) {
+	var fd int
+	err := retry(func() (err error) { fd, err = unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC, 0); return err })
+	if err != nil {
+		return -1, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	return fd, nil
+}
+
+// fdReader reads a descriptor.
+type fdReader int
+
+func (r fdReader) Read(b []byte) (int, error) {
+	var n int
+	err := retry(func() (err error) { n, err = unix.Read(int(r), b); return err })
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 && len(b) > 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// openFileReader opens a regular file: the reader and how to close it.
+func openFileReader(name string) (io.Reader, func(), error) {
+	if openFile != nil {
+		f, err := openFile(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		return f, func() { f.Close() }, nil
+	}
+	fd, err := openRead(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return fdReader(fd), func() { unix.Close(fd) }, nil
+}
+
+// openDir opens a directory to list it.
+func openDir(name string) (*os.File, error) {
+	if openFile != nil {
+		return openFile(name)
+	}
+	fd, err := openRead(name)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
 
 // Create writes a tar stream of opts.Paths to w. Member names are the paths
 // without a leading "/", like GNU tar.
@@ -156,7 +218,7 @@ func (c *creator) add(p, name string, fi fs.FileInfo) error {
 	if fi.IsDir() {
 		hdr.Name = strings.TrimSuffix(name, "/") + "/"
 	}
-	var file *os.File
+	var file io.Reader
 	if mode.IsRegular() {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
 			id := fileID{uint64(st.Dev), st.Ino}
@@ -169,10 +231,11 @@ func (c *creator) add(p, name string, fi fs.FileInfo) error {
 		}
 		// Open before writing the header: an unreadable file must not
 		// leave a header without content behind.
-		if file, err = openFile(p); err != nil {
+		var closeFile func()
+		if file, closeFile, err = openFileReader(p); err != nil {
 			return c.unreadable(p, err)
 		}
-		defer file.Close()
+		defer closeFile()
 	}
 	var entries []os.DirEntry
 	if fi.IsDir() {
@@ -186,7 +249,7 @@ func (c *creator) add(p, name string, fi fs.FileInfo) error {
 			c.open[id] = p
 			defer delete(c.open, id)
 		}
-		d, err := openFile(p)
+		d, err := openDir(p)
 		if err == nil {
 			entries, err = d.ReadDir(-1)
 			d.Close()
@@ -206,7 +269,9 @@ func (c *creator) add(p, name string, fi fs.FileInfo) error {
 		c.st.Files++
 		return c.copyFile(p, file, hdr.Size)
 	case fi.IsDir():
-		c.st.Dirs++
+		if name != "." { // "." has no member of its own
+			c.st.Dirs++
+		}
 		for _, e := range entries {
 			child := filepath.Join(p, e.Name())
 			cfi, err := c.stat(child)
@@ -230,7 +295,7 @@ func (c *creator) add(p, name string, fi fs.FileInfo) error {
 
 // copyFile writes exactly size bytes: a file that shrank while being read
 // would otherwise shift every later member.
-func (c *creator) copyFile(p string, f *os.File, size int64) error {
+func (c *creator) copyFile(p string, f io.Reader, size int64) error {
 	left := size
 	for left > 0 {
 		want := min(int64(len(c.buf)), left)

@@ -31,9 +31,9 @@ func List(ctx context.Context, r io.Reader) (Stats, error) {
 			st.Symlinks++
 		case tar.TypeLink:
 			st.Hardlinks++
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse, tar.TypeCont:
 			st.Files++
-		default:
+		case tar.TypeFifo, tar.TypeChar, tar.TypeBlock:
 			st.Other++
 		}
 		n, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{tr}, buf)

@@ -359,7 +359,7 @@ func TestUnreadableFiles(t *testing.T) {
 		}
 		return os.Open(name)
 	}
-	defer func() { openFile = os.Open }()
+	defer func() { openFile = nil }()
 	_, err := Create(context.Background(), &bytes.Buffer{}, CreateOptions{Paths: []string{src}})
 	if err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "permission denied") {
 		t.Fatalf("want an error naming %s, got %v", bad, err)
