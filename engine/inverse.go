@@ -23,6 +23,12 @@ type Inverse struct {
 	// operator's overrides (the plan's restore: section) are merged over
 	// them afterwards.
 	With func(a ArtifactRecord, t RestoreTarget) (map[string]any, error)
+	// Targets are the restore type's params that name or replace what is
+	// restored into (database, collection, directory, drop flags). In a
+	// scratch restore the operator's overrides of them are not applied:
+	// the restore section serves both modes, and a drill must never reach
+	// the original targets.
+	Targets []string
 }
 
 // RestoreTarget is where one derived restore step goes.

@@ -200,6 +200,9 @@ func BuildRestore(req RestoreRequest, reg *Registry) (*RestorePlan, error) {
 			return nil, err
 		}
 		if over := spec.Steps[a.StepID]; over != nil {
+			if req.Scratch {
+				over = withoutKeys(over, t.Inverse.Targets)
+			}
 			withNode = mergeMapping(withNode, over)
 		}
 		step := &yaml.Node{Kind: yaml.MappingNode}
@@ -263,6 +266,17 @@ func mergeMapping(base, over *yaml.Node) *yaml.Node {
 		}
 	}
 	out.Content = append(out.Content, over.Content...)
+	return out
+}
+
+// withoutKeys returns a mapping without the given keys.
+func withoutKeys(m *yaml.Node, drop []string) *yaml.Node {
+	out := &yaml.Node{Kind: yaml.MappingNode}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if !contains(drop, m.Content[i].Value) {
+			out.Content = append(out.Content, m.Content[i], m.Content[i+1])
+		}
+	}
 	return out
 }
 

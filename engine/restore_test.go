@@ -36,7 +36,7 @@ func restoreRegistry() *engine.Registry {
 	dump := engine.Def[dumpParams]{
 		Name: "dump", Summary: "writes artifacts", Kind: engine.KindBackup,
 		Outputs: []engine.Output{{Name: "n"}},
-		Inverse: &engine.Inverse{Type: "load", With: func(a engine.ArtifactRecord, t engine.RestoreTarget) (map[string]any, error) {
+		Inverse: &engine.Inverse{Type: "load", Targets: []string{"target"}, With: func(a engine.ArtifactRecord, t engine.RestoreTarget) (map[string]any, error) {
 			target := a.Source["db"]
 			if t.Scratch {
 				target += t.ScratchSuffix
@@ -219,6 +219,20 @@ func TestRestoreOverridesAndOnly(t *testing.T) {
 
 	_, err = engine.BuildRestore(engine.RestoreRequest{Plan: p, Manifest: m, Only: []string{"nope"}}, restoreRegistry())
 	assert.ErrorContains(t, err, `no artifact of step "nope"`)
+}
+
+// The restore section serves both modes; in a scratch restore overrides
+// of the params that name the target are not applied.
+func TestScratchIgnoresTargetOverrides(t *testing.T) {
+	p, m := backup(t, t.TempDir(), "restore:\n  steps:\n    dump: {target: production}\n")
+	rp, err := engine.BuildRestore(engine.RestoreRequest{Plan: p, Manifest: m, Drill: true}, restoreRegistry())
+	require.NoError(t, err)
+	for _, s := range rp.Plan.Steps {
+		if s.TypeName == "load" {
+			assert.NotContains(t, nodeText(s.With), "production")
+			assert.Contains(t, nodeText(s.With), "_scratch_")
+		}
+	}
 }
 
 func TestRestoreDryRunRunsNothing(t *testing.T) {

@@ -69,7 +69,7 @@ var Encrypt = engine.Def[EncryptParams]{
 	Doc: "The output decrypts with `age -d -i KEY` (piped to `zstd -d` / `gzip -d` when compressed). " +
 		"Use compress: none for input that is already compressed.",
 	Kind: engine.KindBackup,
-	Inverse: &engine.Inverse{Type: "decrypt", With: func(a engine.ArtifactRecord, t engine.RestoreTarget) (map[string]any, error) {
+	Inverse: &engine.Inverse{Type: "decrypt", Targets: []string{"output", "overwrite"}, With: func(a engine.ArtifactRecord, t engine.RestoreTarget) (map[string]any, error) {
 		w, err := fileInverse(a, t)
 		if err == nil && a.Compression != "" && a.Compression != "none" {
 			w["decompress"] = true // the layer encrypt added, not the input's own
@@ -98,7 +98,7 @@ var Compress = engine.Def[CompressParams]{
 	Name:    "compress",
 	Summary: "compress an existing file (zstd or gzip, optionally age-encrypted) into a new artifact",
 	Kind:    engine.KindBackup,
-	Inverse: &engine.Inverse{Type: "decompress", With: func(a engine.ArtifactRecord, t engine.RestoreTarget) (map[string]any, error) {
+	Inverse: &engine.Inverse{Type: "decompress", Targets: []string{"output", "overwrite"}, With: func(a engine.ArtifactRecord, t engine.RestoreTarget) (map[string]any, error) {
 		if a.Compression == "none" {
 			// decompress would also unpack an input that was compressed itself.
 			return nil, fmt.Errorf("%s is not compressed (compress: none): restore it with decrypt", a.Path)

@@ -285,7 +285,7 @@ the artifact and counts its content instead.`,
 		engine.Output{Name: "duration_ms", Doc: "time taken, milliseconds"},
 	),
 	Example: "url: http://127.0.0.1:15672/api/definitions\nbasic_auth: {user: admin, password_env: RABBITMQ_PASS}\nexpect_json: true\nsave: {output: /backups/rabbitmq-definitions.json.zst, encrypt: {recipients_file: /etc/planrun/backup.pub}}",
-	Inverse: &engine.Inverse{Type: "http-post", ScratchType: "verify", With: httpGetInverse},
+	Inverse: &engine.Inverse{Type: "http-post", ScratchType: "verify", Targets: []string{"url", "path"}, With: httpGetInverse},
 	Preview: func(env *engine.Env, p *HTTPGetParams) []string {
 		out := []string{"get: " + env.Secrets.Redact(p.URL)}
 		if p.Save != nil {

@@ -109,8 +109,9 @@ Restore: planrun restore/drill run mongorestore; a drill restores into
 			"write: " + p.WriteOptions.Describe(),
 		}
 	},
-	Inverse: &engine.Inverse{Type: "mongorestore", With: mongodumpInverse},
-	Run:     runMongodump,
+	Inverse: &engine.Inverse{Type: "mongorestore", With: mongodumpInverse,
+		Targets: []string{"ns_from", "ns_to", "ns_include", "ns_exclude", "drop", "drop_after", "extra_args"}},
+	Run: runMongodump,
 }
 
 func runMongodump(ctx context.Context, env *engine.Env, p *MongodumpParams) (engine.Outputs, error) {

@@ -148,7 +148,8 @@ export there needs PostgreSQL 10 or newer; the step fails otherwise).`,
 			"write: " + p.WriteOptions.Describe(),
 		}
 	},
-	Inverse: &engine.Inverse{Type: "pg_restore", With: pgDumpInverse},
+	Inverse: &engine.Inverse{Type: "pg_restore", With: pgDumpInverse,
+		Targets: []string{"database", "uri", "recreate_database", "clean", "create", "drop_after", "extra_args"}},
 	Run: func(ctx context.Context, env *engine.Env, p *PgDumpParams) (engine.Outputs, error) {
 		out, _, err := runPgDump(ctx, env, p)
 		return out, err

@@ -286,8 +286,9 @@ a collection written to while the snapshot is made, the recorded count
 can differ from the snapshot's content (a warning says so when the counts
 before and after creation differ), and a drill's comparison with it then
 fails.`,
-	Kind:    engine.KindBackup,
-	Inverse: &engine.Inverse{Type: "qdrant-restore", With: qdrantSnapshotInverse},
+	Kind: engine.KindBackup,
+	Inverse: &engine.Inverse{Type: "qdrant-restore", With: qdrantSnapshotInverse,
+		Targets: []string{"collection", "source_collection", "if_exists", "delete_after"}},
 	Outputs: append(append([]engine.Output(nil), artifact.StandardOutputs...),
 		engine.Output{Name: "snapshots", Doc: "server-side snapshot names, in collection order"},
 		engine.Output{Name: "artifacts", Doc: "one entry per artifact: collection, path, size, sha256, bytes_in, snapshot"},

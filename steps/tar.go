@@ -41,7 +41,7 @@ var Tar = engine.Def[TarParams]{
 	Doc: "Keeps modes, owners, mtimes, symlinks, hard links and empty directories; the archive " +
 		"extracts with GNU tar (tar -xf, or tar -xzf / zstd -d | tar -x). Sockets are skipped like GNU tar does.",
 	Kind:    engine.KindBackup,
-	Inverse: &engine.Inverse{Type: "untar", With: untarInverse},
+	Inverse: &engine.Inverse{Type: "untar", Targets: []string{"target", "overwrite", "create_special"}, With: untarInverse},
 	Outputs: append(append([]engine.Output(nil), artifact.StandardOutputs...),
 		engine.Output{Name: "files", Doc: "regular files archived"},
 		engine.Output{Name: "dirs", Doc: "directories archived"},
@@ -114,7 +114,12 @@ func untarInverse(a engine.ArtifactRecord, t engine.RestoreTarget) (map[string]a
 		}
 		for _, p := range strings.Split(a.Source["paths"], ",") {
 			if t.Dir == "" && p != "" && !strings.HasPrefix(p, "/") {
-				return nil, fmt.Errorf("%s: archived from the relative path %q: name a target directory", a.Path, p)
+				// Archived from a relative path: "/" would be a guess. The
+				// operator names the directory (the plan's
+				// restore.steps.<id>.target); without it the derived plan
+				// fails validation with "missing required param target".
+				delete(w, "target")
+				break
 			}
 		}
 		w["overwrite"] = true
