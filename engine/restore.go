@@ -294,32 +294,6 @@ func (rp *RestorePlan) cleanup() {
 	}
 }
 
-// Targets describes, for a dry run or a confirmation prompt, what each
-// restore step reads and what it writes, overwrites or drops.
-func (rp *RestorePlan) Targets() []string {
-	var out []string
-	for _, s := range rp.Steps {
-		if s.Check {
-			continue
-		}
-		out = append(out, fmt.Sprintf("%s: read %s (%s, sha256 %s…)", s.ID, s.Input, humanSize(s.Artifact.Size), s.Artifact.SHA256[:min(12, len(s.Artifact.SHA256))]))
-	}
-	return out
-}
-
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
 // Restore runs a derived restore plan through the ordinary runner and
 // records it as a run of kind restore or drill linked to the backup run,
 // with its RTO (restore start → last restore step done), RPO (restore

@@ -7,6 +7,9 @@
 #             pg_dump > f.sql; openssl enc -aes-256-cbc -pbkdf2 ...; rm f.sql; gzip f.sql.enc
 #   pipeline  pg_dump | zstd -T2 -3 | age -r KEY > out
 #   planrun   the pg_dump step (format plain, zstd level 3, age to KEY): bin/planrun apply
+# then the restore side, from the same encrypted artifact into a fresh database:
+#   restore   age -d -i KEY F | zstd -d | psql -d DB     vs the pg_restore step (psql path)
+#   verify    age -d -i KEY F | zstd -d > /dev/null; sha256sum F    vs the verify step
 # and reports peak disk / plaintext bytes on disk and planrun's peak RSS. Needs the testenv
 # PostgreSQL (PGHOST/PGPORT/PGUSER; sourced from scripts/testenv.sh env when unset).
 #   RUNS=5 SCALE=70 BENCH_KEEP_DB=0 scripts/bench-pgdump.sh
@@ -91,3 +94,44 @@ printf '\nplanrun peak RSS: %s MiB (target < 64)\n' "$(awk -v k="$rss_kib" 'BEGI
 printf 'targets: planrun <= 1.15x (b): %s (%.2fx); >= 5x faster than (a): %s (%.1fx)\n' \
   "$(awk -v c="$c" -v b="$b" 'BEGIN {print (c <= 1.15*b) ? "met" : "MISSED"}')" "$(awk -v c="$c" -v b="$b" 'BEGIN {print c/b}')" \
   "$(awk -v c="$c" -v a="$a" 'BEGIN {print (a >= 5*c) ? "met" : "MISSED"}')" "$(awk -v c="$c" -v a="$a" 'BEGIN {print a/c}')"
+
+# ---------------------------------------------------------------- restore and verify
+# The restores read the planrun artifact written above; each run restores
+# into a freshly created database (hyperfine --prepare, not timed).
+RDB=${DB}_restore
+ART=$W/p/c.sql.zst.age
+cat > "$W/restore.yaml" <<PLAN
+version: 1
+name: bench-pgrestore
+steps:
+  - id: restore
+    type: pg_restore
+    with: {database: $RDB, input: $ART, identity_file: $W/key, format: plain}
+PLAN
+cat > "$W/verify.yaml" <<PLAN
+version: 1
+name: bench-verify
+steps:
+  - id: verify
+    type: verify
+    with: {path: $ART, identity_file: $W/key}
+PLAN
+chmod 600 "$W/key"
+PREP="psql -X -q -d postgres -c 'DROP DATABASE IF EXISTS $RDB' -c 'CREATE DATABASE $RDB' >/dev/null"
+hyperfine --style basic --runs "$RUNS" --export-json "$W/r.json" --shell bash --prepare "$PREP" \
+  -n restore-pipeline "set -o pipefail; age -d -i $W/key $ART | zstd -d -q | psql -X -q -v ON_ERROR_STOP=1 -d $RDB >/dev/null" \
+  -n restore-planrun "bin/planrun apply $W/restore.yaml 2>/dev/null" >&2
+hyperfine --style basic --runs "$RUNS" --export-json "$W/v.json" --shell bash \
+  -n verify-pipeline "set -o pipefail; age -d -i $W/key $ART | zstd -d -q > /dev/null && sha256sum $ART > /dev/null" \
+  -n verify-planrun "bin/planrun apply $W/verify.yaml 2>/dev/null" >&2
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $RDB" >/dev/null
+medf() { jq -r --arg n "$2" '.results[] | select(.command==$n) | .median' "$1"; }
+rp=$(medf "$W/r.json" restore-pipeline); rq=$(medf "$W/r.json" restore-planrun)
+vp=$(medf "$W/v.json" verify-pipeline); vq=$(medf "$W/v.json" verify-planrun)
+printf '\nrestore and verify of the same artifact (%s), median of %s runs\n\n' "$(mib "$psize")" "$RUNS"
+printf '| %-52s | %8s | %8s |\n' "variant" "median s" "ratio"
+printf '| %-52s | %8.2f | %8s |\n' "age -d | zstd -d | psql -d DB" "$rp" "1.00x"
+printf '| %-52s | %8.2f | %7.2fx |\n' "planrun pg_restore step" "$rq" "$(awk -v a="$rq" -v b="$rp" 'BEGIN {print a/b}')"
+printf '| %-52s | %8.2f | %8s |\n' "age -d | zstd -d > /dev/null; sha256sum" "$vp" "1.00x"
+printf '| %-52s | %8.2f | %7.2fx |\n' "planrun verify step" "$vq" "$(awk -v a="$vq" -v b="$vp" 'BEGIN {print a/b}')"
+printf 'targets: pg_restore step <= 1.05x the pipeline: %s\n' "$(awk -v a="$rq" -v b="$rp" 'BEGIN {print (a <= 1.05*b) ? "met" : "MISSED"}')"

@@ -33,19 +33,9 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: planrun apply PLAN [--dry-run] [--env-file F]... [--var k=v]... [--wait]")
 		return engine.ExitInvalid
 	}
-	settings, err := engine.LoadSettings(context.Background(), nil)
+	settings, err := runSettings(*db, *logFormat)
 	if err != nil {
-		fmt.Fprintf(stderr, "planrun: settings: %v\n", err)
-		return engine.ExitInvalid
-	}
-	if *db != "" {
-		settings.DB = *db
-	}
-	if *logFormat != "" {
-		settings.LogFormat = *logFormat
-	}
-	if settings.LogFormat != "text" && settings.LogFormat != "json" {
-		fmt.Fprintf(stderr, "planrun: log format must be text or json, got %q\n", settings.LogFormat)
+		fmt.Fprintf(stderr, "planrun: %v\n", err)
 		return engine.ExitInvalid
 	}
 
@@ -85,6 +75,25 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "planrun: %v\n", locked)
 	}
 	return res.ExitCode
+}
+
+// runSettings are the engine settings of a recorded run: the environment's
+// (PLANRUN_*), with the --db and --log-format flags over them.
+func runSettings(db, logFormat string) (engine.Settings, error) {
+	settings, err := engine.LoadSettings(context.Background(), nil)
+	if err != nil {
+		return settings, fmt.Errorf("settings: %w", err)
+	}
+	if db != "" {
+		settings.DB = db
+	}
+	if logFormat != "" {
+		settings.LogFormat = logFormat
+	}
+	if settings.LogFormat != "text" && settings.LogFormat != "json" {
+		return settings, fmt.Errorf("log format must be text or json, got %q", settings.LogFormat)
+	}
+	return settings, nil
 }
 
 // signalContexts turns the first SIGINT/SIGTERM into a cancellation of

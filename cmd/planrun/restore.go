@@ -59,19 +59,9 @@ func cmdRestore(args []string, stdin io.Reader, stdout, stderr io.Writer, drill 
 	if into != "" && into != "scratch" {
 		return usage(fmt.Sprintf("--into takes scratch, got %q", into))
 	}
-	settings, err := engine.LoadSettings(context.Background(), nil)
+	settings, err := runSettings(*db, *logFormat)
 	if err != nil {
-		fmt.Fprintf(stderr, "planrun: settings: %v\n", err)
-		return engine.ExitInvalid
-	}
-	if *db != "" {
-		settings.DB = *db
-	}
-	if *logFormat != "" {
-		settings.LogFormat = *logFormat
-	}
-	if settings.LogFormat != "text" && settings.LogFormat != "json" {
-		fmt.Fprintf(stderr, "planrun: log format must be text or json, got %q\n", settings.LogFormat)
+		fmt.Fprintf(stderr, "planrun: %v\n", err)
 		return engine.ExitInvalid
 	}
 	st, err := store.Open(settings.DB)
@@ -196,8 +186,10 @@ func describeRestore(w io.Writer, rp *engine.RestorePlan, scope *engine.Scope) {
 	}
 	fmt.Fprintf(w, "%s of plan %s, backup run %s (started %s, data age %s) into %s\n", rp.Kind, m.Plan, m.RunID,
 		m.Started.Format(time.RFC3339), scope.Started.Sub(m.Started).Round(time.Second), where)
-	for _, t := range rp.Targets() {
-		fmt.Fprintf(w, "  %s\n", t)
+	for _, s := range rp.Steps {
+		if !s.Check {
+			fmt.Fprintf(w, "  %s: read %s (%s, sha256 %.12s…)\n", s.ID, s.Input, histBytes(s.Artifact.Size), s.Artifact.SHA256)
+		}
 	}
 	for _, s := range rp.Skipped {
 		fmt.Fprintf(w, "  not restored: %s\n", s)
