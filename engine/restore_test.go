@@ -319,3 +319,18 @@ func TestCompareCounts(t *testing.T) {
 	assert.Equal(t, "c: backup 3, not found in the restore", diffs[1].String())
 	assert.Empty(t, engine.CompareCounts(map[string]int64{"a": 1}, map[string]int64{"a": 1}))
 }
+
+// Records are stored and travel off-site: a secret that reached a record's
+// source is masked like in every log line.
+func TestRecordsAreRedacted(t *testing.T) {
+	src := fmt.Sprintf("version: 1\nname: db\nsecrets: [DB_NAME_SECRET]\nsteps:\n  - id: dump\n    type: dump\n    with: {dir: %q, items: [\"${{ env.DB_NAME_SECRET }}\"]}\n", t.TempDir())
+	p, err := engine.Load("db.yaml", []byte(src), restoreRegistry())
+	require.NoError(t, err)
+	scope, err := engine.Prepare(p, engine.Invocation{Environ: []string{"DB_NAME_SECRET=Canary-Rec-4417"}})
+	require.NoError(t, err)
+	rec := &memRecorder{}
+	res := engine.Apply(context.Background(), p, scope, engine.Options{Recorder: rec, StateDir: t.TempDir(), Stderr: &bytes.Buffer{}})
+	require.Equal(t, engine.ExitOK, res.ExitCode, "%v", res.Err)
+	require.Len(t, rec.attempts[0].Records, 1)
+	assert.Equal(t, engine.Mask, rec.attempts[0].Records[0].Source["db"])
+}

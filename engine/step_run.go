@@ -134,6 +134,14 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 			rec.Status = StatusSuccess
 			for _, a := range arts {
 				a.StepID, a.StepType = s.ID, s.TypeName
+				// Records are stored and travel off-site: steps keep secrets
+				// out of them, and the redactor makes sure.
+				for k, v := range a.Source {
+					a.Source[k] = r.scope.Secrets.Redact(v)
+				}
+				for k, v := range a.Tools {
+					a.Tools[k] = r.scope.Secrets.Redact(v)
+				}
 				r.artifacts = append(r.artifacts, *a)
 				rec.Records = append(rec.Records, *a)
 			}
