@@ -171,14 +171,16 @@ func runPgDump(ctx context.Context, env *engine.Env, p *PgDumpParams) (engine.Ou
 	// artifact exists. It is named, so a DBA who sees it idle in
 	// transaction knows what it is.
 	snapEnv := append(withoutEnv(s.environ, "PGAPPNAME"), "PGAPPNAME="+pgsnap.AppName)
-	countStart := time.Now()
-	snap, err := pgsnap.Open(ctx, proc.Cmd{Name: p.Psql, Args: append(append([]string(nil), pgsnap.PsqlArgs...), s.connArgs("")...),
+	// Cancelling sctx stops the snapshot session (and its counts) when the
+	// dump fails.
+	sctx, stopSnap := context.WithCancel(ctx)
+	defer stopSnap()
+	snap, err := pgsnap.Open(sctx, proc.Cmd{Name: p.Psql, Args: append(append([]string(nil), pgsnap.PsqlArgs...), s.connArgs("")...),
 		Env: snapEnv, Secrets: env.Secrets}, sel)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer snap.Close()
-	env.Log.Info("rows counted in the dump's snapshot", "tables", len(snap.Counts), "elapsed", time.Since(countStart).Round(time.Millisecond))
 	// The version is for the record: not knowing it is no reason to skip a backup.
 	toolVersion := ""
 	if tool, err := proc.Run(ctx, proc.Cmd{Name: p.PgDump, Args: []string{"--version"}, Env: s.environ, Secrets: env.Secrets}); err != nil {
@@ -191,14 +193,32 @@ func runPgDump(ctx context.Context, env *engine.Env, p *PgDumpParams) (engine.Ou
 		return nil, nil, err
 	}
 	defer w.Abort()
+	// The counts read the same snapshot as pg_dump, so they run while it
+	// dumps: the backup takes max(dump, counts), not their sum.
+	counted := make(chan error, 1)
+	countStart := time.Now()
+	go func() { counted <- snap.Count() }()
 	start := time.Now()
 	_, err = proc.Run(ctx, proc.Cmd{
 		Name: p.PgDump, Args: p.args(s, snap.ID), Env: s.environ, Secrets: env.Secrets,
 		Stdout: progressWriter(w, env),
 	})
 	if err != nil {
+		// A count that fails (a table the role may not read) aborts the
+		// snapshot's transaction, and pg_dump then cannot import it: the
+		// count's error is the one to report. Otherwise stop the counts.
+		if !strings.Contains(err.Error(), "invalid snapshot identifier") {
+			stopSnap()
+		}
+		if cerr := <-counted; cerr != nil && !errors.Is(sctx.Err(), context.Canceled) {
+			return nil, nil, fmt.Errorf("no artifact written: %w", cerr)
+		}
 		return nil, nil, fmt.Errorf("pg_dump failed, no artifact written: %w", err)
 	}
+	if err := <-counted; err != nil {
+		return nil, nil, fmt.Errorf("no artifact written: %w", err)
+	}
+	env.Log.Info("rows counted in the dump's snapshot", "tables", len(snap.Counts), "elapsed", time.Since(countStart).Round(time.Millisecond))
 	// pg_dump has its own copy of the snapshot: ending ours cannot change
 	// the dump or the counts, so a failure here is only worth a warning.
 	if err := snap.Close(); err != nil {

@@ -18,19 +18,16 @@ type Snapshot struct {
 	Database      string // current_database()
 	User          string // session_user
 	sess          *Session
+	query         string // lists the tables to count
 }
 
 // Open starts psql (c: psql with PsqlArgs and the connection arguments),
-// begins a REPEATABLE READ transaction, exports its snapshot and counts,
-// in that snapshot, every table sel says the dump holds. The transaction
-// stays open until Close: pg_dump --snapshot=ID must start before that.
-//
-// The counts run inside a savepoint that is rolled back afterwards: that
-// releases their ACCESS SHARE locks but keeps the transaction and its
-// snapshot. Holding them would risk a wait cycle nobody detects: a DDL
-// statement queued behind our lock, pg_dump's own lock queued behind the
-// DDL, and us waiting for pg_dump. Without them, a table dropped before
-// pg_dump locks it fails the dump, as it would without counts.
+// begins a REPEATABLE READ transaction and exports its snapshot. The
+// transaction stays open until Close: pg_dump --snapshot=ID must start
+// before that. Count counts, in that snapshot, every table sel says the
+// dump holds; it may run while pg_dump does (both read the same snapshot,
+// so the counts are what the dump holds, and the dump does not wait for
+// them).
 func Open(ctx context.Context, c proc.Cmd, sel *Selection) (snap *Snapshot, err error) {
 	query, err := sel.Query()
 	if err != nil {
@@ -73,13 +70,26 @@ func Open(ctx context.Context, c proc.Cmd, sel *Selection) (snap *Snapshot, err 
 		return nil, fmt.Errorf("export a snapshot: unexpected answer %q", lines)
 	}
 	snap.ID = strings.TrimSpace(lines[0])
-	lines, err = sess.Exec("SAVEPOINT planrun_counts; " + query)
+	snap.query = query
+	return snap, nil
+}
+
+// Count counts the rows of every table of the selection in the snapshot.
+//
+// The counts run inside a savepoint that is rolled back afterwards: that
+// releases their ACCESS SHARE locks but keeps the transaction and its
+// snapshot. Our session never waits for pg_dump, so a DDL statement
+// queued behind either of us cannot close a wait cycle; a table dropped
+// before pg_dump locks it fails the dump, as it would without counts.
+func (snap *Snapshot) Count() error {
+	sess := snap.sess
+	lines, err := sess.Exec("SAVEPOINT planrun_counts; " + snap.query)
 	if err != nil {
-		return nil, fmt.Errorf("list the tables to count: %w", err)
+		return fmt.Errorf("list the tables to count: %w", err)
 	}
 	tables, err := ParseTables(lines)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	snap.Counts = map[string]int64{}
 	if len(tables) > 0 {
@@ -90,16 +100,16 @@ func Open(ctx context.Context, c proc.Cmd, sel *Selection) (snap *Snapshot, err 
 		}
 		lines, err = sess.Exec(b.String())
 		if err != nil {
-			return nil, fmt.Errorf("count rows in the dump's snapshot: %w", err)
+			return fmt.Errorf("count rows in the dump's snapshot: %w", err)
 		}
 		if snap.Counts, err = ParseCounts(tables, lines); err != nil {
-			return nil, fmt.Errorf("count rows: %w", err)
+			return fmt.Errorf("count rows: %w", err)
 		}
 	}
 	if _, err = sess.Exec("ROLLBACK TO SAVEPOINT planrun_counts;"); err != nil {
-		return nil, fmt.Errorf("release the count locks: %w", err)
+		return fmt.Errorf("release the count locks: %w", err)
 	}
-	return snap, nil
+	return nil
 }
 
 // Close ends the transaction (it only read) and psql.
