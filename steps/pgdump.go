@@ -28,6 +28,7 @@ type PgDumpParams struct {
 	Tables                []string `yaml:"tables" doc:"dump only these tables (--table, patterns allowed)"`
 	ExcludeTables         []string `yaml:"exclude_tables" doc:"skip these tables (--exclude-table)"`
 	ExtraArgs             []string `yaml:"extra_args" doc:"more pg_dump options, e.g. [--no-owner, --exclude-table-data=audit_*]"`
+	Counts                bool     `yaml:"counts" default:"true" doc:"count every dumped table's rows in the dump's own snapshot, for the manifest and drills; it reads each table once more, while pg_dump runs: false for databases too large for that (drills then compare checksums only)"`
 	PgDump                string   `yaml:"pg_dump" default:"pg_dump" doc:"pg_dump program (name in PATH or path; use the server's major version or newer)"`
 	Psql                  string   `yaml:"psql" default:"psql" doc:"psql program, used to read the server version"`
 	artifact.WriteOptions `yaml:",inline"`
@@ -197,7 +198,11 @@ func runPgDump(ctx context.Context, env *engine.Env, p *PgDumpParams) (engine.Ou
 	// dumps: the backup takes max(dump, counts), not their sum.
 	counted := make(chan error, 1)
 	countStart := time.Now()
-	go func() { counted <- snap.Count() }()
+	if p.Counts {
+		go func() { counted <- snap.Count() }()
+	} else {
+		counted <- nil
+	}
 	start := time.Now()
 	_, err = proc.Run(ctx, proc.Cmd{
 		Name: p.PgDump, Args: p.args(s, snap.ID), Env: s.environ, Secrets: env.Secrets,
@@ -218,7 +223,9 @@ func runPgDump(ctx context.Context, env *engine.Env, p *PgDumpParams) (engine.Ou
 	if err := <-counted; err != nil {
 		return nil, nil, fmt.Errorf("no artifact written: %w", err)
 	}
-	env.Log.Info("rows counted in the dump's snapshot", "tables", len(snap.Counts), "elapsed", time.Since(countStart).Round(time.Millisecond))
+	if p.Counts {
+		env.Log.Info("rows counted in the dump's snapshot", "tables", len(snap.Counts), "elapsed", time.Since(countStart).Round(time.Millisecond))
+	}
 	// pg_dump has its own copy of the snapshot: ending ours cannot change
 	// the dump or the counts, so a failure here is only worth a warning.
 	if err := snap.Close(); err != nil {
