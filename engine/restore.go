@@ -58,10 +58,10 @@ type RestorePlan struct {
 
 // BuildRestore derives a restore plan from a manifest: for each artifact
 // whose step type declares an inverse, a restore step of the inverse type
-// with params from the inverse, overridden by the plan's restore.steps;
-// for a drill also a sha256 check of every artifact against the
-// manifest. The plan goes through the same loader as any plan, so it is
-// validated like one.
+// with params from the inverse, overridden by the plan's restore.steps,
+// each preceded by a sha256 check of the artifact against the manifest.
+// The plan goes through the same loader as any plan, so it is validated
+// like one.
 func BuildRestore(req RestoreRequest, reg *Registry) (*RestorePlan, error) {
 	m := req.Manifest
 	if m == nil {
