@@ -399,8 +399,9 @@ func (c *exprCache) interpolate(node *yaml.Node, scope map[string]any) (*yaml.No
 
 // interpolateKnown is interpolate for a dry run: a scalar whose template
 // unknown reports (it reads what only the run will produce) is left as
-// written, so decoding treats it like validation does.
-func (c *exprCache) interpolateKnown(node *yaml.Node, scope map[string]any, unknown func(*Template) bool) (*yaml.Node, error) {
+// written, so decoding treats it like validation does. unknown is asked
+// before evaluation (evalErr nil) and again if evaluation fails.
+func (c *exprCache) interpolateKnown(node *yaml.Node, scope map[string]any, unknown func(t *Template, evalErr error) bool) (*yaml.Node, error) {
 	if node == nil {
 		return nil, nil
 	}
@@ -415,11 +416,14 @@ func (c *exprCache) interpolateKnown(node *yaml.Node, scope map[string]any, unkn
 		if err != nil {
 			return nil, err
 		}
-		if unknown != nil && unknown(t) {
+		if unknown != nil && unknown(t, nil) {
 			return node, nil
 		}
 		v, err := t.Eval(scope)
 		if err != nil {
+			if unknown != nil && unknown(t, err) {
+				return node, nil
+			}
 			return nil, err
 		}
 		return toNode(v, node)

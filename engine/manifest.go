@@ -86,15 +86,6 @@ func (e *Env) Artifacts() []*ArtifactRecord {
 	return e.artifacts
 }
 
-// RunArtifacts returns the artifacts recorded so far in this run by
-// earlier steps (what a manifest step writes).
-func (e *Env) RunArtifacts() []ArtifactRecord {
-	if e == nil || e.runArtifacts == nil {
-		return nil
-	}
-	return e.runArtifacts()
-}
-
 // RunInfo describes the run a step belongs to (for a manifest).
 func (e *Env) RunInfo() Manifest {
 	if e == nil || e.runInfo == nil {

@@ -189,7 +189,7 @@ func BuildRestore(req RestoreRequest, reg *Registry) (*RestorePlan, error) {
 		add(check, "id", checkID)
 		add(check, "name", "sha256 of "+filepath.Base(a.Path)+" equals the manifest's")
 		add(check, "type", "verify")
-		add(check, "with", map[string]any{"path": globQuote(input), "sha256": a.SHA256, "sidecar": "optional"})
+		add(check, "with", map[string]any{"path": input, "sha256": a.SHA256, "sidecar": "optional"})
 		if req.Drill {
 			add(check, "when", "always()")
 		}
@@ -237,13 +237,6 @@ func BuildRestore(req RestoreRequest, reg *Registry) (*RestorePlan, error) {
 	}
 	rp.Plan = p
 	return rp, nil
-}
-
-// globQuote escapes glob characters: verify takes a glob, a manifest
-// names one file.
-func globQuote(p string) string {
-	r := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`)
-	return r.Replace(p)
 }
 
 func skippedNote(skipped []string) string {

@@ -65,10 +65,9 @@ type Env struct {
 	// Progress reports streaming progress (bytes so far); may be nil.
 	Progress func(done int64)
 
-	tempDir      string
-	artifacts    []*ArtifactRecord
-	runArtifacts func() []ArtifactRecord
-	runInfo      func() Manifest
+	tempDir   string
+	artifacts []*ArtifactRecord
+	runInfo   func() Manifest
 }
 
 // TempDir returns a private (0700) directory for this attempt, created on

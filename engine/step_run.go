@@ -197,9 +197,9 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 // (an earlier step's outputs) stay as written and are checked like
 // validate checks them.
 func (r *run) params(s *Step, scope map[string]any) (any, *yaml.Node, error) {
-	var unknown func(*Template) bool
+	var unknown func(*Template, error) bool
 	if r.dry {
-		unknown = func(t *Template) bool { return r.unknownTemplate(t, scope) }
+		unknown = r.unknownTemplate
 	}
 	with, err := r.plan.exprs.interpolateKnown(s.With, scope, unknown)
 	if err != nil {
@@ -210,16 +210,15 @@ func (r *run) params(s *Step, scope map[string]any) (any, *yaml.Node, error) {
 }
 
 // unknownTemplate reports, in a dry run, whether a template reads what
-// only the run will produce: outputs of earlier steps, or files found by
-// newest()/files() that an earlier step fetches.
-func (r *run) unknownTemplate(t *Template, scope map[string]any) bool {
+// only the run will produce: outputs of earlier steps (known before
+// evaluation), or files that newest()/files() did not find (known when
+// evaluation fails): an earlier step may fetch them.
+func (r *run) unknownTemplate(t *Template, evalErr error) bool {
 	for _, code := range t.Codes() {
-		if r.unknownCode(code) {
+		if evalErr == nil && r.unknownCode(code) {
 			return true
 		}
-	}
-	if _, err := t.Eval(scope); err != nil {
-		for _, code := range t.Codes() {
+		if evalErr != nil {
 			if _, calls, _ := r.plan.exprs.references(code); contains(calls, "newest") || contains(calls, "files") {
 				return true
 			}
@@ -272,8 +271,7 @@ func (r *run) attempt(parent context.Context, s *Step, params any, log *slog.Log
 	env := &Env{
 		RunID: r.id, PlanName: r.plan.Name, StepID: s.ID, Environ: r.scope.Environ,
 		Log: log, Secrets: r.scope.Secrets, Stats: stats,
-		runArtifacts: func() []ArtifactRecord { return append([]ArtifactRecord(nil), r.artifacts...) },
-		runInfo:      r.manifestInfo,
+		runInfo: r.manifestInfo,
 	}
 	defer env.Cleanup()
 	if r.opts.TTY != nil {
@@ -421,10 +419,7 @@ func (r *run) checkAsserts(s *Step) error {
 	if len(s.Asserts) == 0 {
 		return nil
 	}
-	st := r.steps[s.ID]
-	st.status, st.outcome = StatusSuccess, StatusSuccess
-	defer func() { st.status, st.outcome = "", "" }()
-	scope := r.exprScope()
+	scope := r.exprScope() // holds the step's own outputs already
 	var failed []string
 	for _, a := range s.Asserts {
 		ok, err := EvalBool(a.prog, a.Code, scope)

@@ -219,18 +219,14 @@ func (s *Store) Manifest(ctx context.Context, id string) (*engine.Manifest, erro
 // backup run that wrote artifacts.
 func (s *Store) LatestManifest(ctx context.Context, plan string) (*engine.Manifest, error) {
 	runs, err := s.queryRuns(ctx, `SELECT `+runColumns+` FROM runs
-		WHERE plan = ? AND kind = ? AND status = ? ORDER BY started DESC LIMIT 100`, plan, engine.KindApply, engine.StatusSuccess)
+		WHERE plan = ? AND kind = ? AND status = ? AND EXISTS (SELECT 1 FROM attempts a
+			WHERE a.run_id = runs.id AND a.status = ? AND a.records_json <> '[]')
+		ORDER BY started DESC LIMIT 1`, plan, engine.KindApply, engine.StatusSuccess, engine.StatusSuccess)
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range runs {
-		m, err := s.Manifest(ctx, r.ID)
-		if err != nil {
-			return nil, err
-		}
-		if len(m.Artifacts) > 0 {
-			return m, nil
-		}
+	if len(runs) == 0 {
+		return nil, fmt.Errorf("plan %q: %w: no successful backup run with artifacts", plan, ErrNotFound)
 	}
-	return nil, fmt.Errorf("plan %q: %w with artifacts among its last %d successful backup runs", plan, ErrNotFound, len(runs))
+	return s.Manifest(ctx, runs[0].ID)
 }

@@ -354,3 +354,37 @@ func TestAbandonRunsClosesOnlyRunningRunsOfThePlan(t *testing.T) {
 	r, _, _ = st.Run(ctx, "other-1")
 	assert.Equal(t, engine.StatusRunning, r.Status, "other plans are not touched")
 }
+
+// LatestManifest skips runs that failed or wrote nothing: a restore of
+// "latest" starts from the newest backup that has something to restore.
+func TestLatestManifest(t *testing.T) {
+	ctx := context.Background()
+	st := openTemp(t)
+	rec := func(path string) engine.ArtifactRecord {
+		return engine.ArtifactRecord{StepID: "dump", StepType: "pg_dump", Path: path, SHA256: strings.Repeat("ab", 32)}
+	}
+	for _, r := range []struct {
+		id     string
+		at     time.Duration
+		status string
+		recs   []engine.ArtifactRecord
+	}{
+		{"with-artifacts", 0, engine.StatusSuccess, []engine.ArtifactRecord{rec("/b/1.dump")}},
+		{"nothing-written", time.Hour, engine.StatusSuccess, nil},
+		{"failed", 2 * time.Hour, engine.StatusFailed, []engine.ArtifactRecord{rec("/b/3.dump")}},
+	} {
+		run := run(r.id, "p", t0.Add(r.at), engine.StatusRunning)
+		require.NoError(t, st.StartRun(ctx, run))
+		require.NoError(t, st.RecordAttempt(ctx, engine.AttemptRecord{RunID: r.id, StepID: "dump", StepType: "pg_dump",
+			Attempt: 1, Status: r.status, Started: run.Started, Finished: run.Started, Records: r.recs}))
+		run.Status, run.Finished = r.status, run.Started.Add(time.Minute)
+		require.NoError(t, st.FinishRun(ctx, run))
+	}
+	m, err := st.LatestManifest(ctx, "p")
+	require.NoError(t, err)
+	assert.Equal(t, "with-artifacts", m.RunID)
+	require.Len(t, m.Artifacts, 1)
+	assert.Equal(t, "/b/1.dump", m.Artifacts[0].Path)
+	_, err = st.LatestManifest(ctx, "other")
+	assert.ErrorIs(t, err, ErrNotFound)
+}
