@@ -31,7 +31,7 @@ fuzz:
 	$(GO) test ./engine -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 	$(GO) test ./engine -run '^$$' -fuzz '^FuzzParseDotenv$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 
-# Regenerate the JSON schema and the README step table from the step declarations.
+# Regenerate the JSON schema and the README format and step tables from the declarations.
 docs schema:
 	$(GO) test ./cmd/planrun -run TestReadmeStepTableIsFresh -update
 

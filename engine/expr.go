@@ -38,7 +38,8 @@ func (t *Template) Single() bool { return len(t.parts) == 1 && t.parts[0].prog !
 var statusFuncs = []string{"success", "failure", "always", "cancelled"}
 
 // runFields are the names under `run.`.
-var runFields = []string{"id", "plan", "host", "started", "log_tail", "log_file", "dry_run", "status"}
+var runFields = []string{"id", "plan", "host", "started", "log_tail", "log_file", "dry_run", "status",
+	"signal", "exit_code", "duration", "error"}
 
 // exprOptions are the compile options shared by every expression. The env
 // value is a prototype with the right shapes; values come at run time.

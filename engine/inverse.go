@@ -29,6 +29,11 @@ type Inverse struct {
 	// the restore section serves both modes, and a drill must never reach
 	// the original targets.
 	Targets []string
+	// NotAFile says the backup's records name no file (a restic snapshot:
+	// Path is the repository, SHA256 is empty): no sha256 check of the
+	// artifact precedes the restore; the restore step authenticates what
+	// it reads itself.
+	NotAFile bool
 }
 
 // RestoreTarget is where one derived restore step goes.

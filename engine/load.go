@@ -6,32 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 )
-
-// Keys of the plan format, for unknown-key hints.
-var (
-	planKeys     = []string{"version", "name", "description", "env_files", "env_precedence", "secrets", "vars", "defaults", "timeout", "monitor", "steps", "restore"}
-	restoreKeys  = []string{"identity_file", "passphrase_file", "scratch_dir", "rto", "steps"}
-	defaultsKeys = []string{"timeout", "retry"}
-	retryKeys    = []string{"attempts", "delay", "max_delay"}
-	stepKeys     = []string{"id", "name", "type", "with", "when", "assert", "timeout", "retry", "continue_on_error", "after_backup_failure"}
-	monitorKeys  = []string{"type", "with"}
-)
-
-var (
-	idRe       = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
-	planNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
-	varNameRe  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-)
-
-// DefaultStepTimeout applies when neither the step nor the plan sets one.
-const DefaultStepTimeout = 2 * time.Hour
 
 // LoadFile reads and validates a plan. On problems it returns them all as
 // a Problems error (sorted, each with file:line:col).
@@ -75,18 +56,10 @@ func (l *loader) errf(n *yaml.Node, format string, args ...any) {
 	l.probs = append(l.probs, Problem{Line: line, Col: col, Msg: fmt.Sprintf(format, args...)})
 }
 
-var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
 func (l *loader) load(data []byte) *Plan {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		msg := err.Error()
-		if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
-			line, _ := strconv.Atoi(m[1])
-			l.probs = append(l.probs, Problem{Line: line, Col: 1, Msg: "invalid YAML: " + m[2]})
-		} else {
-			l.probs = append(l.probs, Problem{Line: 1, Col: 1, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")})
-		}
+		l.probs = append(l.probs, syntaxProblem(data, err))
 		return nil
 	}
 	if len(doc.Content) == 0 {
@@ -103,108 +76,502 @@ func (l *loader) load(data []byte) *Plan {
 		l.errf(root, "a plan must be a mapping with keys version, name, steps, ...")
 		return nil
 	}
-	p := &Plan{exprs: l.exprs, EnvPrecedence: "file", Defaults: StepDefaults{Timeout: DefaultStepTimeout, Retry: Retry{Attempts: 1}}}
-	var stepsNode, monitorNode, varsNode, restoreNode *yaml.Node
-	seen := map[string]*yaml.Node{}
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		k, v := root.Content[i], resolve(root.Content[i+1])
-		if prev, dup := seen[k.Value]; dup {
-			l.errf(k, "key %q given twice (first at line %d)", k.Value, prev.Line)
-			continue
+	var f planFile
+	l.object(root, planSpec, where{}, reflect.ValueOf(&f).Elem())
+	applyDefaults(planSpec, reflect.ValueOf(&f).Elem())
+	return l.build(&f)
+}
+
+// build makes the runtime Plan from the decoded format and checks what
+// the declaration cannot: step types and params, expressions, ids,
+// references.
+func (l *loader) build(f *planFile) *Plan {
+	p := &Plan{
+		exprs: l.exprs, Version: f.Version, Name: f.Name, Description: f.Description,
+		EnvFiles: f.EnvFiles, EnvPrecedence: f.EnvPrecedence, Secrets: f.Secrets,
+		Timeout: time.Duration(f.Timeout), OnLock: f.OnLock, LockWait: time.Duration(f.LockWait),
+	}
+	defaultsRetry := l.retry(f.Defaults.Retry, Retry{}, where{path: "defaults.retry"})
+	p.Defaults = StepDefaults{Timeout: time.Duration(f.Defaults.Timeout), Retry: withRetryDefaults(defaultsRetry)}
+	if f.Vars != nil {
+		p.Vars = l.vars(f.Vars)
+	}
+	ids := map[string]*Step{}
+	for i := range f.Steps {
+		sf := &f.Steps[i]
+		s := l.step(&sf.node, sf.Type, sf.With, sf.label(sf.n))
+		s.ID, s.Name = sf.ID, sf.Name
+		s.Timeout, s.Retry = p.Defaults.Timeout, withRetryDefaults(l.retry(sf.Retry, defaultsRetry, where{prefix: sf.label(sf.n), path: "retry"}))
+		if sf.Timeout > 0 {
+			s.Timeout = time.Duration(sf.Timeout)
 		}
-		seen[k.Value] = k
-		switch k.Value {
-		case "version":
-			if n, ok := l.intVal(v, "version"); ok && n != 1 {
-				l.errf(v, "unsupported plan version %d (this planrun reads version 1)", n)
+		s.ContinueOnError, s.AfterBackupFailure = sf.ContinueOnError, sf.AfterBackupFailure
+		if w := sf.vals["when"]; w != nil {
+			s.When = unwrapExpr(string(sf.When))
+			l.compileWhen(s, w, sf.label(sf.n))
+		}
+		s.whenDefault = s.When == ""
+		if a := sf.vals["assert"]; a != nil {
+			l.asserts(s, a, sf.label(sf.n))
+		}
+		if s.ID != "" {
+			if prev, dup := ids[s.ID]; dup {
+				l.errf(sf.n, "duplicate step id %q (first at line %d)", s.ID, prev.Line)
 			} else {
-				p.Version = n
+				ids[s.ID] = s
 			}
-		case "name":
-			p.Name, _ = l.str(v, "name")
-			if p.Name != "" && !planNameRe.MatchString(p.Name) {
-				l.errf(v, "name %q: use letters, digits, '.', '_' and '-' (it names the lock and the run history)", p.Name)
-			}
-		case "description":
-			p.Description, _ = l.str(v, "description")
-		case "env_files":
-			p.EnvFiles = l.strList(v, "env_files")
-		case "env_precedence":
-			if s, ok := l.str(v, "env_precedence"); ok {
-				if s != "file" && s != "process" {
-					l.errf(v, "env_precedence must be file or process, got %q", s)
+		}
+		p.Steps = append(p.Steps, s)
+	}
+	for i := range f.Monitor {
+		mf := &f.Monitor[i]
+		s := l.step(&mf.node, mf.Type, mf.With, "monitor")
+		s.ID = fmt.Sprintf("monitor-%d", i+1)
+		// Monitors are quick notifications: a short timeout, no retry policy
+		// of the plan (the type retries itself).
+		s.Timeout = monitorTimeout
+		s.Retry = Retry{Attempts: 1}
+		s.whenDefault = true
+		p.Monitor = append(p.Monitor, s)
+	}
+	if r := f.Restore; r != nil {
+		p.Restore = &RestoreSpec{IdentityFile: r.IdentityFile, PassphraseFile: r.PassphraseFile,
+			ScratchDir: r.ScratchDir, RTO: time.Duration(r.RTO), Steps: map[string]*yaml.Node{}}
+		if n := f.vals["restore"]; n != nil {
+			if steps := lookupKey(n, "steps"); steps != nil && steps.Kind == yaml.MappingNode {
+				for i := 0; i+1 < len(steps.Content); i += 2 {
+					id, with := steps.Content[i], resolve(steps.Content[i+1])
+					l.restoreOverride(p, id, with)
+					p.Restore.Steps[id.Value] = with
 				}
-				p.EnvPrecedence = s
 			}
-		case "secrets":
-			p.Secrets = l.strList(v, "secrets")
-		case "vars":
-			varsNode = v
-		case "defaults":
-			l.defaults(v, &p.Defaults)
-		case "timeout":
-			p.Timeout, _ = l.duration(v, "timeout")
-		case "monitor":
-			monitorNode = v
-		case "steps":
-			stepsNode = v
-		case "restore":
-			restoreNode = v
-		default:
-			l.unknownKey(k, "unknown plan key", planKeys)
 		}
 	}
-	if _, ok := seen["version"]; !ok {
-		l.errf(root, "missing required key \"version\" (use version: 1)")
-	}
-	if _, ok := seen["name"]; !ok {
-		l.errf(root, "missing required key \"name\"")
-	}
-	if varsNode != nil {
-		p.Vars = l.vars(varsNode)
-	}
-	if stepsNode == nil {
-		l.errf(root, "missing required key \"steps\"")
-	} else {
-		p.Steps = l.steps(stepsNode, p)
-	}
-	if monitorNode != nil {
-		p.Monitor = l.monitor(monitorNode, p)
-	}
-	if restoreNode != nil {
-		p.Restore = l.restore(restoreNode, p)
+	if sf := f.Schedule; sf != nil {
+		p.Schedule = l.schedule(sf)
 	}
 	l.checkRefs(p)
 	return p
 }
 
-// restore reads the plan's `restore:` section: how planrun restore and
-// planrun drill restore what this plan backs up.
-func (l *loader) restore(v *yaml.Node, p *Plan) *RestoreSpec {
-	rs := &RestoreSpec{Steps: map[string]*yaml.Node{}}
-	l.mapping(v, "restore", restoreKeys, func(k, v *yaml.Node) {
-		switch k.Value {
-		case "identity_file":
-			rs.IdentityFile, _ = l.str(v, "restore.identity_file")
-		case "passphrase_file":
-			rs.PassphraseFile, _ = l.str(v, "restore.passphrase_file")
-		case "scratch_dir":
-			rs.ScratchDir, _ = l.str(v, "restore.scratch_dir")
-		case "rto":
-			rs.RTO, _ = l.duration(v, "restore.rto")
-		case "steps":
-			if v.Kind != yaml.MappingNode {
-				l.errf(v, "restore.steps: expected a mapping of backup step ids to param overrides")
-				return
+// schedule checks the `schedule:` declared: one of on_calendar and cron,
+// in a syntax systemd or cron accepts.
+func (l *loader) schedule(sf *scheduleFile) *Schedule {
+	s := &Schedule{OnCalendar: sf.OnCalendar, Cron: sf.Cron, RandomizedDelay: time.Duration(sf.RandomizedDelay),
+		Persistent: sf.Persistent || sf.vals["persistent"] == nil, Line: sf.n.Line, Col: sf.n.Column}
+	cal, cron := sf.vals["on_calendar"], sf.vals["cron"]
+	var err error
+	switch {
+	case cal != nil && cron != nil:
+		l.errf(cron, "schedule: give on_calendar or cron, not both")
+	case cal != nil:
+		if s.cal, err = parseOnCalendar(s.OnCalendar); err != nil {
+			l.errf(cal, "schedule.on_calendar: %v", err)
+		}
+	case cron != nil:
+		if s.cal, err = parseCron(s.Cron); err != nil {
+			l.errf(cron, "schedule.cron: %v", err)
+		}
+	default:
+		l.errf(sf.n, "schedule: give on_calendar (systemd calendar syntax, e.g. \"*-*-* 03:00:00\") or cron (e.g. \"0 3 * * *\")")
+	}
+	return s
+}
+
+// step builds a step (or monitor) of type name with params with, at the
+// decoded object x: it looks the type up and decodes the params.
+func (l *loader) step(x *node, name string, with *yaml.Node, label string) *Step {
+	s := &Step{Line: x.n.Line, Col: x.n.Column, TypeName: name}
+	typeNode := x.vals["type"]
+	if typeNode == nil || typeNode.Kind != yaml.ScalarNode || typeNode.Tag == "!!null" {
+		return s // missing or not a string: reported while decoding
+	}
+	s.Type = l.reg.Lookup(name)
+	if s.Type == nil {
+		msg := fmt.Sprintf("%s: unknown step type %q", label, name)
+		if retired := l.reg.RetiredHint(name, with); retired != "" {
+			msg = fmt.Sprintf("%s: step type %q was retired: %s", label, name, retired)
+		} else if hint := Suggest(name, l.reg.Names()); hint != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", hint)
+		} else {
+			msg += " (see `planrun steps`)"
+		}
+		l.errf(typeNode, "%s", msg)
+		return s
+	}
+	if x.vals["with"] != nil && with == nil {
+		return s // `with:` is not a mapping: reported while decoding
+	}
+	s.With = with
+	at := with
+	if at == nil {
+		at = &yaml.Node{Kind: yaml.MappingNode, Line: x.n.Line, Column: x.n.Column}
+	}
+	_, probs := s.Type.Decode(at, true)
+	for _, pr := range probs {
+		l.probs = append(l.probs, Problem{Line: pr.Line, Col: pr.Col, Msg: fmt.Sprintf("%s (%s): %s", label, name, pr.Msg)})
+	}
+	return s
+}
+
+// retry lays the keys given in r over base; a delay longer than max_delay
+// is reported where one of them is written.
+func (l *loader) retry(r *retryFile, base Retry, at where) Retry {
+	if r == nil {
+		return base
+	}
+	if r.Attempts != 0 {
+		base.Attempts = r.Attempts
+	}
+	if r.Delay != 0 {
+		base.Delay = time.Duration(r.Delay)
+	}
+	if r.MaxDelay != 0 {
+		base.MaxDelay = time.Duration(r.MaxDelay)
+	}
+	if (r.Delay != 0 || r.MaxDelay != 0) && base.MaxDelay > 0 && base.Delay > base.MaxDelay {
+		l.errf(r.n, "%s: delay %s is longer than max_delay %s", at, base.Delay, base.MaxDelay)
+	}
+	return base
+}
+
+// withRetryDefaults fills what no retry key gave from retryFile's declared
+// defaults; the default delay never exceeds max_delay.
+func withRetryDefaults(r Retry) Retry {
+	var d retryFile
+	applyDefaults(retrySpec, reflect.ValueOf(&d).Elem())
+	if r.Attempts == 0 {
+		r.Attempts = d.Attempts
+	}
+	if r.Delay == 0 {
+		r.Delay = time.Duration(d.Delay)
+		if r.MaxDelay > 0 {
+			r.Delay = min(r.Delay, r.MaxDelay)
+		}
+	}
+	return r
+}
+
+func (l *loader) vars(v *yaml.Node) []*Var {
+	if v.Kind != yaml.MappingNode {
+		return nil // null; anything else was reported while decoding
+	}
+	var out []*Var
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		k, val := v.Content[i], resolve(v.Content[i+1])
+		if seen[k.Value] {
+			l.errf(k, "vars: %q defined twice", k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		out = append(out, &Var{Name: k.Value, Value: val, Line: k.Line, Col: k.Column})
+	}
+	return out
+}
+
+// asserts reads a step's `assert:` (a list, checked while decoding): boolean expressions checked after the step succeeds, over its
+// own outputs and earlier steps'.
+func (l *loader) asserts(s *Step, v *yaml.Node, label string) {
+	for _, e := range v.Content {
+		if e = resolve(e); e.Kind != yaml.ScalarNode {
+			continue // reported while decoding
+		}
+		code := unwrapExpr(e.Value)
+		prog, err := l.exprs.compile(code)
+		if err != nil {
+			l.errf(e, "%s: assert: %v", label, err)
+			continue
+		}
+		if _, calls, _ := l.exprs.references(code); usesStatusFunc(calls) {
+			l.errf(e, "%s: assert: success()/failure()/always()/cancelled() belong in when", label)
+			continue
+		}
+		s.Asserts = append(s.Asserts, &Assertion{Code: code, Line: e.Line, Col: e.Column, prog: prog})
+	}
+}
+
+// unwrapExpr accepts when/assert written with or without ${{ }}.
+func unwrapExpr(s string) string {
+	return strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(s), "${{"), "}}"))
+}
+
+// where names a place in a plan for messages: prefix is the object a list
+// element names itself as (`step "dump"`), path the keys below it
+// (`retry.attempts`).
+type where struct{ prefix, path string }
+
+func (w where) key(k string) where {
+	if w.path == "" {
+		return where{w.prefix, k}
+	}
+	return where{w.prefix, w.path + "." + k}
+}
+
+func (w where) String() string {
+	switch {
+	case w.prefix == "":
+		return w.path
+	case w.path == "":
+		return w.prefix
+	}
+	return w.prefix + ": " + w.path
+}
+
+// object decodes mapping n into dst, a declared format struct, by its spec
+// s: every key must be declared, each value must fit its declaration, and
+// required keys must be there. It records n and the value nodes in dst's
+// embedded node.
+func (l *loader) object(n *yaml.Node, s *Spec, at where, dst reflect.Value) {
+	if n.Kind != yaml.MappingNode {
+		l.errf(n, "%s: expected a mapping with keys %s", at, strings.Join(s.Names(), ", "))
+		return
+	}
+	vals := map[string]*yaml.Node{}
+	keys := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], resolve(n.Content[i+1])
+		if prev, dup := keys[k.Value]; dup {
+			l.errf(k, "%skey %q given twice (first at line %d)", prefixed(at), k.Value, prev.Line)
+			continue
+		}
+		keys[k.Value] = k
+		p := s.Lookup(k.Value)
+		if p == nil {
+			what := "unknown plan key"
+			if at != (where{}) {
+				what = at.String() + ": unknown key"
 			}
-			for i := 0; i+1 < len(v.Content); i += 2 {
-				id, with := v.Content[i], resolve(v.Content[i+1])
-				l.restoreOverride(p, id, with)
-				rs.Steps[id.Value] = with
+			l.unknownKey(k, what, s.Names())
+			continue
+		}
+		vals[p.Name] = v
+		l.value(p, v, at.key(p.Name), fieldByIndex(dst, p.index))
+	}
+	for _, p := range s.Params {
+		if p.Required && keys[p.Name] == nil {
+			msg := fmt.Sprintf("%smissing required key %q", prefixed(at), p.Name)
+			if len(p.Enum) == 1 {
+				msg += fmt.Sprintf(" (use %s: %s)", p.Name, p.Enum[0])
+			}
+			l.errf(n, "%s", msg)
+		}
+	}
+	if x, ok := dst.Addr().Interface().(interface {
+		setNode(*yaml.Node, map[string]*yaml.Node)
+	}); ok {
+		x.setNode(n, vals)
+	}
+}
+
+func prefixed(at where) string {
+	if at == (where{}) {
+		return ""
+	}
+	return at.String() + ": "
+}
+
+// value decodes one value into field by its declaration p; at names it.
+func (l *loader) value(p *Param, v *yaml.Node, at where, field reflect.Value) {
+	name := at.String()
+	check := func(text string, val any) bool {
+		if msg := p.check(text, val); msg != "" {
+			l.errf(v, "%s: %s", name, msg)
+			return false
+		}
+		return true
+	}
+	switch p.Kind {
+	case KindString, KindExpr:
+		if s, ok := l.str(v, name); ok && check(s, s) {
+			field.SetString(s)
+		}
+	case KindInt:
+		if n, ok := l.intVal(v, name); ok && check(v.Value, int64(n)) {
+			field.SetInt(int64(n))
+		}
+	case KindBool:
+		field.SetBool(l.boolVal(v, name))
+	case KindDuration:
+		if d, ok := l.duration(v, name); ok {
+			field.SetInt(int64(d))
+		}
+	case KindStringList, KindExprList:
+		elem := "a string"
+		if p.Kind == KindExprList {
+			elem = "an expression"
+		}
+		if v.Kind != yaml.SequenceNode {
+			l.errf(v, "%s: expected a %s, got %s", name, p.Kind, describe(v))
+			return
+		}
+		list := reflect.MakeSlice(field.Type(), 0, len(v.Content))
+		for _, e := range v.Content {
+			if e = resolve(e); e.Kind != yaml.ScalarNode {
+				l.errf(e, "%s: expected %s, got %s", name, elem, describe(e))
+				continue
+			}
+			list = reflect.Append(list, reflect.ValueOf(e.Value).Convert(field.Type().Elem()))
+		}
+		field.Set(list)
+	case KindMapping, KindMappingMap:
+		if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
+			return
+		}
+		if v.Kind != yaml.MappingNode {
+			l.errf(v, "%s: expected a %s, got %s", name, p.Kind, describe(v))
+			return
+		}
+		for i := 0; i+1 < len(v.Content); i += 2 {
+			k := v.Content[i]
+			if p.Pattern != nil && !p.Pattern.MatchString(k.Value) {
+				l.errf(k, "%s: invalid key %q (must match %s)", name, k.Value, p.Pattern)
+			}
+			if e := resolve(v.Content[i+1]); p.Kind == KindMappingMap && e.Kind != yaml.MappingNode {
+				l.errf(e, "%s.%s: expected a mapping, got %s", name, k.Value, describe(e))
 			}
 		}
-	})
-	return rs
+		if p.Kind == KindMapping {
+			field.Set(reflect.ValueOf(v))
+		}
+	case KindObject:
+		if field.Kind() == reflect.Pointer {
+			field.Set(reflect.New(field.Type().Elem()))
+			field = field.Elem()
+		}
+		l.object(v, p.Fields, at, field)
+	case KindObjectList:
+		if v.Kind != yaml.SequenceNode {
+			l.errf(v, "%s: expected a list, got %s", name, describe(v))
+			return
+		}
+		if p.Min != nil && float64(len(v.Content)) < *p.Min {
+			l.errf(v, "%s: needs at least %v %s, got %d", name, *p.Min, map[bool]string{true: "entry", false: "entries"}[*p.Min == 1], len(v.Content))
+		}
+		list := reflect.MakeSlice(field.Type(), 0, len(v.Content))
+		for _, e := range v.Content {
+			e = resolve(e)
+			el := reflect.New(field.Type().Elem())
+			label := name
+			if lb, ok := el.Interface().(labeler); ok {
+				label = lb.label(e)
+			}
+			if e.Kind != yaml.MappingNode {
+				l.errf(e, "%s: expected a mapping with keys %s", label, strings.Join(p.Fields.Names(), ", "))
+				continue
+			}
+			l.object(e, p.Fields, where{prefix: label}, el.Elem())
+			list = reflect.Append(list, el.Elem())
+		}
+		field.Set(list)
+	default:
+		panic("plan format: no decoding for " + string(p.Kind))
+	}
+}
+
+// applyDefaults sets the declared defaults of s on the zero fields of v,
+// down into (non-pointer) nested objects.
+func applyDefaults(s *Spec, v reflect.Value) {
+	for _, p := range s.Params {
+		f := fieldByIndex(v, p.index)
+		switch {
+		case p.Kind == KindObject && f.Kind() == reflect.Struct:
+			applyDefaults(p.Fields, f)
+		case p.Default != "" && f.IsZero():
+			val, _ := parseScalar(p, p.Default)
+			setValue(f, val)
+		}
+	}
+}
+
+// lookupKey returns the value of key in mapping n, or nil.
+func lookupKey(n *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return resolve(n.Content[i+1])
+		}
+	}
+	return nil
+}
+
+// unknownKey reports k as unknown: what is e.g. `unknown plan key`.
+func (l *loader) unknownKey(k *yaml.Node, what string, known []string) {
+	msg := fmt.Sprintf("%s %q", what, k.Value)
+	if hint := Suggest(k.Value, known); hint != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", hint)
+	} else {
+		msg += " (known: " + strings.Join(known, ", ") + ")"
+	}
+	l.errf(k, "%s", msg)
+}
+
+func (l *loader) str(v *yaml.Node, field string) (string, bool) {
+	if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+		l.errf(v, "%s: expected a string", field)
+		return "", false
+	}
+	return v.Value, true
+}
+
+func (l *loader) intVal(v *yaml.Node, field string) (int, bool) {
+	if v.Kind != yaml.ScalarNode || v.Tag != "!!int" {
+		l.errf(v, "%s: expected an integer, got %s", field, describe(v))
+		return 0, false
+	}
+	n, err := strconv.Atoi(v.Value)
+	if err != nil {
+		l.errf(v, "%s: expected an integer, got %q", field, v.Value)
+		return 0, false
+	}
+	return n, true
+}
+
+func (l *loader) boolVal(v *yaml.Node, field string) bool {
+	if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" {
+		l.errf(v, "%s: expected true or false, got %s", field, describe(v))
+		return false
+	}
+	return v.Value == "true" || v.Value == "True" || v.Value == "TRUE"
+}
+
+func (l *loader) duration(v *yaml.Node, field string) (time.Duration, bool) {
+	if v.Kind != yaml.ScalarNode {
+		l.errf(v, "%s: expected a duration like 30m, got %s", field, describe(v))
+		return 0, false
+	}
+	d, err := ParseDuration(v.Value)
+	if err != nil {
+		l.errf(v, "%s: %v", field, err)
+		return 0, false
+	}
+	if d <= 0 {
+		l.errf(v, "%s: must be positive", field)
+		return 0, false
+	}
+	return d, true
+}
+
+func describe(v *yaml.Node) string {
+	switch v.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("%q", v.Value)
+	}
+	return "nothing"
+}
+
+func (l *loader) compileWhen(s *Step, v *yaml.Node, label string) {
+	prog, err := l.exprs.compile(s.When)
+	if err != nil {
+		l.errf(v, "%s: when: %v", label, err)
+		return
+	}
+	s.when = prog
+	_, calls, _ := l.exprs.references(s.When)
+	s.whenStatus = usesStatusFunc(calls)
 }
 
 // restoreOverride checks one restore.steps entry: a backup step of the
@@ -231,8 +598,7 @@ func (l *loader) restoreOverride(p *Plan, id, with *yaml.Node) {
 		return
 	}
 	if with.Kind != yaml.MappingNode {
-		l.errf(with, "restore.steps.%s: expected a mapping of %s params", id.Value, inv.Type)
-		return
+		return // reported while decoding
 	}
 	// A key is valid if the restore type (or, for data restored differently
 	// into scratch, the scratch type) takes it.
@@ -348,345 +714,4 @@ func resolve(n *yaml.Node) *yaml.Node {
 		n = n.Alias
 	}
 	return n
-}
-
-// unknownKey reports k as unknown: what is e.g. `unknown plan key`.
-func (l *loader) unknownKey(k *yaml.Node, what string, known []string) {
-	msg := fmt.Sprintf("%s %q", what, k.Value)
-	if hint := Suggest(k.Value, known); hint != "" {
-		msg += fmt.Sprintf(" (did you mean %q?)", hint)
-	} else {
-		msg += " (known: " + strings.Join(known, ", ") + ")"
-	}
-	l.errf(k, "%s", msg)
-}
-
-func (l *loader) str(v *yaml.Node, field string) (string, bool) {
-	if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
-		l.errf(v, "%s: expected a string", field)
-		return "", false
-	}
-	return v.Value, true
-}
-
-func (l *loader) intVal(v *yaml.Node, field string) (int, bool) {
-	if v.Kind != yaml.ScalarNode || v.Tag != "!!int" {
-		l.errf(v, "%s: expected an integer, got %s", field, describe(v))
-		return 0, false
-	}
-	n, err := strconv.Atoi(v.Value)
-	if err != nil {
-		l.errf(v, "%s: expected an integer, got %q", field, v.Value)
-		return 0, false
-	}
-	return n, true
-}
-
-func (l *loader) boolVal(v *yaml.Node, field string) bool {
-	if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" {
-		l.errf(v, "%s: expected true or false, got %s", field, describe(v))
-		return false
-	}
-	return v.Value == "true" || v.Value == "True" || v.Value == "TRUE"
-}
-
-func (l *loader) duration(v *yaml.Node, field string) (time.Duration, bool) {
-	if v.Kind != yaml.ScalarNode {
-		l.errf(v, "%s: expected a duration like 30m, got %s", field, describe(v))
-		return 0, false
-	}
-	d, err := ParseDuration(v.Value)
-	if err != nil {
-		l.errf(v, "%s: %v", field, err)
-		return 0, false
-	}
-	if d <= 0 {
-		l.errf(v, "%s: must be positive", field)
-		return 0, false
-	}
-	return d, true
-}
-
-func (l *loader) strList(v *yaml.Node, field string) []string {
-	if v.Kind != yaml.SequenceNode {
-		l.errf(v, "%s: expected a list of strings, got %s", field, describe(v))
-		return nil
-	}
-	var out []string
-	for _, e := range v.Content {
-		e = resolve(e)
-		if e.Kind != yaml.ScalarNode {
-			l.errf(e, "%s: expected a string, got %s", field, describe(e))
-			continue
-		}
-		out = append(out, e.Value)
-	}
-	return out
-}
-
-func describe(v *yaml.Node) string {
-	switch v.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		return fmt.Sprintf("%q", v.Value)
-	}
-	return "nothing"
-}
-
-func (l *loader) mapping(v *yaml.Node, field string, known []string, fn func(k, v *yaml.Node)) {
-	if v.Kind != yaml.MappingNode {
-		l.errf(v, "%s: expected a mapping with keys %s", field, strings.Join(known, ", "))
-		return
-	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(v.Content); i += 2 {
-		k := v.Content[i]
-		if seen[k.Value] {
-			l.errf(k, "%s: key %q given twice", field, k.Value)
-			continue
-		}
-		seen[k.Value] = true
-		if !contains(known, k.Value) {
-			l.unknownKey(k, field+": unknown key", known)
-			continue
-		}
-		fn(k, resolve(v.Content[i+1]))
-	}
-}
-
-func (l *loader) defaults(v *yaml.Node, d *StepDefaults) {
-	l.mapping(v, "defaults", defaultsKeys, func(k, v *yaml.Node) {
-		switch k.Value {
-		case "timeout":
-			if t, ok := l.duration(v, "defaults.timeout"); ok {
-				d.Timeout = t
-			}
-		case "retry":
-			d.Retry = l.retry(v, "defaults.retry", d.Retry)
-		}
-	})
-}
-
-func (l *loader) retry(v *yaml.Node, field string, base Retry) Retry {
-	r := base
-	l.mapping(v, field, retryKeys, func(k, v *yaml.Node) {
-		switch k.Value {
-		case "attempts":
-			if n, ok := l.intVal(v, field+".attempts"); ok {
-				if n < 1 || n > 100 {
-					l.errf(v, "%s.attempts: must be 1..100, got %d", field, n)
-				}
-				r.Attempts = n
-			}
-		case "delay":
-			r.Delay, _ = l.duration(v, field+".delay")
-		case "max_delay":
-			r.MaxDelay, _ = l.duration(v, field+".max_delay")
-		}
-	})
-	if r.MaxDelay > 0 && r.Delay > r.MaxDelay {
-		l.errf(v, "%s: delay %s is longer than max_delay %s", field, r.Delay, r.MaxDelay)
-	}
-	return r
-}
-
-func (l *loader) vars(v *yaml.Node) []*Var {
-	if v.Kind != yaml.MappingNode {
-		l.errf(v, "vars: expected a mapping of names to values")
-		return nil
-	}
-	var out []*Var
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(v.Content); i += 2 {
-		k, val := v.Content[i], resolve(v.Content[i+1])
-		if !varNameRe.MatchString(k.Value) {
-			l.errf(k, "vars: invalid name %q (letters, digits and _; it is used as vars.%s)", k.Value, k.Value)
-			continue
-		}
-		if seen[k.Value] {
-			l.errf(k, "vars: %q defined twice", k.Value)
-			continue
-		}
-		seen[k.Value] = true
-		out = append(out, &Var{Name: k.Value, Value: val, Line: k.Line, Col: k.Column})
-	}
-	return out
-}
-
-func (l *loader) steps(v *yaml.Node, p *Plan) []*Step {
-	if v.Kind != yaml.SequenceNode {
-		l.errf(v, "steps: expected a list of steps")
-		return nil
-	}
-	if len(v.Content) == 0 {
-		l.errf(v, "steps: a plan needs at least one step")
-	}
-	ids := map[string]*Step{}
-	var out []*Step
-	for _, n := range v.Content {
-		n = resolve(n)
-		s := l.step(n, p, "step")
-		if s == nil {
-			continue
-		}
-		if s.ID != "" {
-			if prev, dup := ids[s.ID]; dup {
-				l.errf(n, "duplicate step id %q (first at line %d)", s.ID, prev.Line)
-			} else {
-				ids[s.ID] = s
-			}
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
-func (l *loader) step(n *yaml.Node, p *Plan, what string) *Step {
-	if n.Kind != yaml.MappingNode {
-		l.errf(n, "%s: expected a mapping with id, type, with, ...", what)
-		return nil
-	}
-	s := &Step{Line: n.Line, Col: n.Column, Timeout: p.Defaults.Timeout, Retry: p.Defaults.Retry}
-	var withNode, typeNode *yaml.Node
-	keys := stepKeys
-	if what == "monitor" {
-		keys = monitorKeys
-	}
-	// Name the step in every message, whatever the key order.
-	label := what
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == "id" && n.Content[i+1].Kind == yaml.ScalarNode {
-			label = fmt.Sprintf("step %q", n.Content[i+1].Value)
-		}
-	}
-	l.mapping(n, label, keys, func(k, v *yaml.Node) {
-		switch k.Value {
-		case "id":
-			if id, ok := l.str(v, "id"); ok {
-				if !idRe.MatchString(id) {
-					l.errf(v, "step id %q: start with a letter; use letters, digits, '_' and '-'", id)
-				}
-				s.ID = id
-			}
-		case "name":
-			s.Name, _ = l.str(v, "name")
-		case "type":
-			typeNode = v
-			s.TypeName, _ = l.str(v, "type")
-		case "with":
-			withNode = v
-		case "when":
-			if w, ok := l.str(v, "when"); ok {
-				s.When = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(w), "${{"), "}}"))
-				l.compileWhen(s, v, label)
-			}
-		case "assert":
-			l.asserts(s, v, label)
-		case "timeout":
-			if d, ok := l.duration(v, label+": timeout"); ok {
-				s.Timeout = d
-			}
-		case "retry":
-			s.Retry = l.retry(v, label+": retry", p.Defaults.Retry)
-		case "continue_on_error":
-			s.ContinueOnError = l.boolVal(v, label+": continue_on_error")
-		case "after_backup_failure":
-			s.AfterBackupFailure = l.boolVal(v, label+": after_backup_failure")
-		}
-	})
-	if s.ID == "" && what == "step" {
-		l.errf(n, "step: missing required key \"id\"")
-	}
-	if s.When == "" {
-		s.whenDefault = true
-	}
-	if typeNode == nil {
-		l.errf(n, "%s: missing required key \"type\"", label)
-		return s
-	}
-	s.Type = l.reg.Lookup(s.TypeName)
-	if s.Type == nil {
-		msg := fmt.Sprintf("%s: unknown step type %q", label, s.TypeName)
-		if hint := Suggest(s.TypeName, l.reg.Names()); hint != "" {
-			msg += fmt.Sprintf(" (did you mean %q?)", hint)
-		} else {
-			msg += " (see `planrun steps`)"
-		}
-		l.errf(typeNode, "%s", msg)
-		return s
-	}
-	s.With = withNode
-	label = fmt.Sprintf("%s (%s)", label, s.TypeName)
-	at := withNode
-	if at == nil {
-		at = &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
-	}
-	_, probs := s.Type.Decode(at, true)
-	for _, pr := range probs {
-		l.probs = append(l.probs, Problem{Line: pr.Line, Col: pr.Col, Msg: label + ": " + pr.Msg})
-	}
-	return s
-}
-
-// asserts reads a step's `assert:`: boolean expressions checked after the
-// step succeeds, over its own outputs and earlier steps'.
-func (l *loader) asserts(s *Step, v *yaml.Node, label string) {
-	if v.Kind != yaml.SequenceNode {
-		l.errf(v, "%s: assert: expected a list of boolean expressions, got %s", label, describe(v))
-		return
-	}
-	for _, e := range v.Content {
-		e = resolve(e)
-		if e.Kind != yaml.ScalarNode {
-			l.errf(e, "%s: assert: expected an expression, got %s", label, describe(e))
-			continue
-		}
-		code := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(e.Value), "${{"), "}}"))
-		prog, err := l.exprs.compile(code)
-		if err != nil {
-			l.errf(e, "%s: assert: %v", label, err)
-			continue
-		}
-		if _, calls, _ := l.exprs.references(code); usesStatusFunc(calls) {
-			l.errf(e, "%s: assert: success()/failure()/always()/cancelled() belong in when", label)
-			continue
-		}
-		s.Asserts = append(s.Asserts, &Assertion{Code: code, Line: e.Line, Col: e.Column, prog: prog})
-	}
-}
-
-func (l *loader) compileWhen(s *Step, v *yaml.Node, label string) {
-	prog, err := l.exprs.compile(s.When)
-	if err != nil {
-		l.errf(v, "%s: when: %v", label, err)
-		return
-	}
-	s.when = prog
-	_, calls, _ := l.exprs.references(s.When)
-	s.whenStatus = usesStatusFunc(calls)
-}
-
-func (l *loader) monitor(v *yaml.Node, p *Plan) []*Step {
-	if v.Kind != yaml.SequenceNode {
-		l.errf(v, "monitor: expected a list of {type, with}")
-		return nil
-	}
-	var out []*Step
-	for i, n := range v.Content {
-		n = resolve(n)
-		s := l.step(n, p, "monitor")
-		if s == nil {
-			continue
-		}
-		s.ID = fmt.Sprintf("monitor-%d", i+1)
-		// Monitors are quick notifications: a short timeout, no retry policy
-		// of the plan (the type retries itself).
-		s.Timeout = 30 * time.Second
-		s.Retry = Retry{Attempts: 1}
-		out = append(out, s)
-	}
-	return out
 }

@@ -1,10 +1,12 @@
 package engine_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -88,6 +90,41 @@ steps:
 	assert.Equal(t, "1h0m0s", p.Timeout.String())
 }
 
+// The defaults a user observes are the declared ones (and documented in
+// the schema and README from the same declaration).
+func TestLoadDeclaredDefaults(t *testing.T) {
+	src := `version: 1
+name: d
+steps:
+  - id: a
+    type: exec
+    with: {command: ["true"]}
+  - id: b
+    type: exec
+    retry: {attempts: 3, max_delay: 2s}
+    with: {command: ["true"]}
+monitor:
+  - type: healthcheck-ping
+    with: {url: "https://hc.example/x"}
+`
+	p, err := engine.Load("d.yaml", []byte(src), steps.All())
+	require.NoError(t, err)
+	assert.Equal(t, "file", p.EnvPrecedence)
+	assert.Equal(t, 2*time.Hour, p.Steps[0].Timeout)
+	assert.Equal(t, engine.Retry{Attempts: 1, Delay: 5 * time.Second}, p.Steps[0].Retry)
+	assert.Equal(t, engine.Retry{Attempts: 3, Delay: 2 * time.Second, MaxDelay: 2 * time.Second}, p.Steps[1].Retry,
+		"the default delay never exceeds max_delay")
+	assert.Equal(t, 30*time.Second, p.Monitor[0].Timeout)
+	assert.Equal(t, 1, p.Monitor[0].Retry.Attempts)
+
+	format := engine.PlanFormat()
+	retry := format.Lookup("defaults").Fields.Lookup("retry").Fields
+	assert.Equal(t, "5s", retry.Lookup("delay").Default)
+	assert.Equal(t, "1", retry.Lookup("attempts").Default)
+	assert.Equal(t, "2h", format.Lookup("defaults").Fields.Lookup("timeout").Default)
+	assert.Contains(t, format.Lookup("monitor").Doc, "30s timeout")
+}
+
 func TestLoadAcceptsAnchorsAndMergeKeys(t *testing.T) {
 	src := `version: 1
 name: anchors
@@ -159,4 +196,32 @@ func FuzzLoad(f *testing.F) {
 			t.Fatal("plan and error")
 		}
 	})
+}
+
+type boundedParams struct {
+	Jobs  int      `yaml:"jobs" min:"1" max:"8" doc:"parallel jobs"`
+	Label string   `yaml:"label" pattern:"^[a-z]+$" doc:"a label"`
+	Tags  []string `yaml:"tags" max:"2" doc:"tags"`
+}
+
+// The min, max and pattern tags work for step params too: validation and
+// the schema read them from the same declaration.
+func TestParamBoundsAndPattern(t *testing.T) {
+	typ := engine.Def[boundedParams]{Name: "bounded", Summary: "bounded params",
+		Run: func(context.Context, *engine.Env, *boundedParams) (engine.Outputs, error) { return nil, nil }}.Type()
+	reg := engine.NewRegistry(typ)
+	src := "version: 1\nname: b\nsteps:\n  - id: a\n    type: bounded\n    with: {jobs: 9, label: Abc, tags: [a, b, c]}\n"
+	_, err := engine.Load("b.yaml", []byte(src), reg)
+	require.Error(t, err)
+	assert.Equal(t, `b.yaml:6:18: step "a" (bounded): param "jobs": must be 1..8, got 9
+b.yaml:6:28: step "a" (bounded): param "label": "Abc" does not match ^[a-z]+$
+b.yaml:6:39: step "a" (bounded): param "tags": must be at most 2 entries, got 3`, err.Error())
+	_, err = engine.Load("b.yaml", []byte(strings.Replace(src, "{jobs: 9, label: Abc, tags: [a, b, c]}", "{jobs: 8, label: abc, tags: [a]}", 1)), reg)
+	require.NoError(t, err)
+
+	b, err := engine.Schema(reg)
+	require.NoError(t, err)
+	for _, want := range []string{`"maximum": 8`, `"minimum": 1`, `"pattern": "^[a-z]+$"`, `"maxItems": 2`} {
+		assert.Contains(t, string(b), want)
+	}
 }

@@ -59,7 +59,8 @@ func AcquireLock(ctx context.Context, stateDir, plan, runID string, wait bool) (
 		case <-ctx.Done():
 			t.Stop()
 			f.Close()
-			return nil, fmt.Errorf("waiting for the lock of plan %q: %w", plan, context.Cause(ctx))
+			holder, _ := os.ReadFile(path)
+			return nil, fmt.Errorf("waiting for the lock of plan %q (held by %s): %w", plan, strings.TrimSpace(string(holder)), context.Cause(ctx))
 		case <-t.C:
 		}
 	}

@@ -25,6 +25,10 @@ type Plan struct {
 	Defaults StepDefaults
 	// Timeout bounds the whole run (0: none).
 	Timeout time.Duration
+	// OnLock says what a run does when the plan's lock is held: OnLockSkip
+	// (default), OnLockFail or OnLockWait (up to LockWait; 0: Timeout).
+	OnLock   string
+	LockWait time.Duration
 	// Monitor steps are driven by the engine: start at the beginning,
 	// success or fail at the end, fail also when the run dies early.
 	Monitor []*Step
@@ -32,6 +36,9 @@ type Plan struct {
 	// Restore says how planrun restore and drill restore this plan's
 	// backups (nil: the inverses' defaults).
 	Restore *RestoreSpec
+	// Schedule is when planrun schedule install has the plan started (nil:
+	// none declared).
+	Schedule *Schedule
 
 	exprs *exprCache // compiled expressions, shared by load and run
 }

@@ -40,33 +40,25 @@ type Scope struct {
 // Prepare loads env files, finds secrets and evaluates vars. It runs
 // nothing and writes nothing.
 func Prepare(p *Plan, inv Invocation) (*Scope, error) {
+	return prepare(p, inv, false)
+}
+
+// prepareLenient is Prepare for a run that cannot start: env files and
+// vars that fail are left out (the monitors may not need them), so the
+// failure can still be signalled.
+func prepareLenient(p *Plan, inv Invocation) *Scope {
+	s, _ := prepare(p, inv, true)
+	return s
+}
+
+func prepare(p *Plan, inv Invocation, lenient bool) (*Scope, error) {
 	s := &Scope{RunID: NewRunID(), Secrets: NewRedactor(), Started: time.Now().UTC()}
 	s.Host, _ = os.Hostname()
-	var fileVars []EnvVar
-	envFiles := p.EnvFiles
-	if len(inv.EnvFiles) > 0 {
-		envFiles = inv.EnvFiles
+	env, warns, errs := childEnv(p, inv)
+	if len(errs) > 0 && !lenient {
+		return nil, errs[0]
 	}
-	for _, f := range envFiles {
-		vars, warns, err := LoadEnvFile(f, inv.AllowLoosePerms)
-		if err != nil {
-			return nil, err
-		}
-		s.Warnings = append(s.Warnings, warns...)
-		fileVars = append(fileVars, vars...)
-	}
-	s.Env = map[string]string{}
-	for _, kv := range inv.Environ {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			s.Env[k] = v
-		}
-	}
-	for _, v := range fileVars {
-		if _, inProcess := s.Env[v.Key]; inProcess && p.EnvPrecedence == "process" {
-			continue
-		}
-		s.Env[v.Key] = v.Value
-	}
+	s.Env, s.Warnings = env, warns
 	names := make([]string, 0, len(s.Env))
 	for k := range s.Env {
 		names = append(names, k)
@@ -89,7 +81,7 @@ func Prepare(p *Plan, inv Invocation) (*Scope, error) {
 	}
 
 	for name := range inv.Vars {
-		if !hasVar(p, name) {
+		if !hasVar(p, name) && !lenient {
 			return nil, fmt.Errorf("--var %s: the plan has no var %q", name, name)
 		}
 	}
@@ -101,16 +93,52 @@ func Prepare(p *Plan, inv Invocation) (*Scope, error) {
 			continue
 		}
 		n, err := p.exprs.interpolate(v.Value, scope)
+		if err != nil && lenient {
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d:%d: vars.%s: %s", p.File, v.Line, v.Col, v.Name, s.Secrets.Redact(err.Error()))
 		}
 		var val any
-		if err := n.Decode(&val); err != nil {
+		if err := n.Decode(&val); err != nil && !lenient {
 			return nil, fmt.Errorf("%s:%d:%d: vars.%s: %v", p.File, v.Line, v.Col, v.Name, err)
 		}
 		s.Vars[v.Name] = val
 	}
 	return s, nil
+}
+
+// childEnv is the environment of the run's child processes: inv.Environ
+// with the env files (inv.EnvFiles, else the plan's) over it, or under it
+// with env_precedence: process. It reports every env file it cannot use.
+func childEnv(p *Plan, inv Invocation) (env map[string]string, warnings []string, errs []error) {
+	var fileVars []EnvVar
+	envFiles := p.EnvFiles
+	if len(inv.EnvFiles) > 0 {
+		envFiles = inv.EnvFiles
+	}
+	for _, f := range envFiles {
+		vars, warns, err := LoadEnvFile(f, inv.AllowLoosePerms)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		warnings = append(warnings, warns...)
+		fileVars = append(fileVars, vars...)
+	}
+	env = map[string]string{}
+	for _, kv := range inv.Environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	for _, v := range fileVars {
+		if _, inProcess := env[v.Key]; inProcess && p.EnvPrecedence == "process" {
+			continue
+		}
+		env[v.Key] = v.Value
+	}
+	return env, warnings, errs
 }
 
 func hasVar(p *Plan, name string) bool {

@@ -7,9 +7,6 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// monitorParams are the params the engine sets on a monitor step.
-var monitorParams = []string{"signal", "exit_code", "body"}
-
 // checkRefs compiles every ${{ }} of the plan and checks what it refers
 // to: vars defined before use, steps that exist and come earlier, outputs
 // the step type declares, known run fields.
@@ -43,13 +40,8 @@ func (l *loader) checkRefs(p *Plan) {
 		}
 	}
 	for _, m := range p.Monitor {
-		if m.Type != nil {
-			for _, name := range monitorParams {
-				if m.Type.Params.Lookup(name) == nil {
-					l.errf(&yaml.Node{Line: m.Line, Column: m.Col}, "monitor: step type %q cannot be a monitor (it has no %q param)", m.TypeName, name)
-					break
-				}
-			}
+		if m.Type != nil && !m.Type.Monitor {
+			l.errf(&yaml.Node{Line: m.Line, Column: m.Col}, "monitor: step type %q cannot be a monitor (`planrun steps` marks the types that can)", m.TypeName)
 		}
 		ctx := exprCtx{what: "monitor", vars: allVars, inMonitor: true}
 		l.walkTemplates(m.With, "monitor", func(n *yaml.Node, code string) { l.checkExpr(n, code, ctx) })

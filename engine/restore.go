@@ -59,7 +59,7 @@ type RestorePlan struct {
 // BuildRestore derives a restore plan from a manifest: for each artifact
 // whose step type declares an inverse, a restore step of the inverse type
 // with params from the inverse, overridden by the plan's restore.steps,
-// each preceded by a sha256 check of the artifact against the manifest.
+// each file artifact preceded by a sha256 check against the manifest.
 // The plan goes through the same loader as any plan, so it is validated
 // like one.
 func BuildRestore(req RestoreRequest, reg *Registry) (*RestorePlan, error) {
@@ -184,17 +184,19 @@ func BuildRestore(req RestoreRequest, reg *Registry) (*RestorePlan, error) {
 		// is restored (a sidecar may not have travelled: the manifest is the
 		// reference). A drill checks and restores all of them, whatever
 		// failed before; a restore stops at the first damaged artifact.
-		checkID := uniqueID("check-" + a.StepID)
-		check := &yaml.Node{Kind: yaml.MappingNode}
-		add(check, "id", checkID)
-		add(check, "name", "sha256 of "+filepath.Base(a.Path)+" equals the manifest's")
-		add(check, "type", "verify")
-		add(check, "with", map[string]any{"path": input, "sha256": a.SHA256, "sidecar": "optional"})
-		if req.Drill {
-			add(check, "when", "always()")
+		if !t.Inverse.NotAFile {
+			checkID := uniqueID("check-" + a.StepID)
+			check := &yaml.Node{Kind: yaml.MappingNode}
+			add(check, "id", checkID)
+			add(check, "name", "sha256 of "+filepath.Base(a.Path)+" equals the manifest's")
+			add(check, "type", "verify")
+			add(check, "with", map[string]any{"path": input, "sha256": a.SHA256, "sidecar": "optional"})
+			if req.Drill {
+				add(check, "when", "always()")
+			}
+			stepsNode.Content = append(stepsNode.Content, check)
+			rp.Steps = append(rp.Steps, RestoreStep{ID: checkID, Artifact: a, Input: input, Check: true})
 		}
-		stepsNode.Content = append(stepsNode.Content, check)
-		rp.Steps = append(rp.Steps, RestoreStep{ID: checkID, Artifact: a, Input: input, Check: true})
 		withNode := &yaml.Node{}
 		if err := withNode.Encode(with); err != nil {
 			return nil, err

@@ -35,6 +35,13 @@ func (s SignalCause) ExitCode() int { return 128 + int(s.Signal) }
 
 var errPlanTimeout = errors.New("plan timeout")
 
+// On-lock policies (the plan's on_lock).
+const (
+	OnLockSkip = "skip"
+	OnLockFail = "fail"
+	OnLockWait = "wait"
+)
+
 // Options configure one apply.
 type Options struct {
 	Recorder  Recorder // nil: record nothing
@@ -100,6 +107,17 @@ type run struct {
 	monitorFailed bool
 	// dry: a dry run, which prepares every step like apply but runs none.
 	dry bool
+	// sig is what the monitors are being told (run.signal, run.exit_code,
+	// run.error and the final run.status in their templates).
+	sig notice
+}
+
+// notice is one signal to the monitors.
+type notice struct {
+	signal string // start, success, fail or log
+	code   int    // the run's exit code
+	status string // the run's final status ("" while it runs)
+	err    string // why it failed (redacted)
 }
 
 // storeWrite runs one run-store write under its own bounded context:
@@ -153,25 +171,25 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 	}
 
 	if !o.NoLock {
-		lock, err := AcquireLock(ctx, o.StateDir, r.lockName(), r.id, false)
+		lock, err := r.acquire(ctx)
 		var held *ErrLocked
-		if errors.As(err, &held) && o.Wait {
-			r.log.Warn("waiting for the lock", "holder", held.Holder)
-			lock, err = AcquireLock(ctx, o.StateDir, r.lockName(), r.id, true)
+		if errors.As(err, &held) && r.onLock() == OnLockSkip {
+			// Not a failure: the run that holds the lock does the work.
+			r.log.Warn("run skipped: the plan is already running (on_lock: skip)", "holder", held.Holder)
+			r.notify(o.Hard, notice{signal: "log", code: ExitLocked, status: StatusSkipped, err: err.Error()},
+				"planrun: run skipped: "+err.Error())
+			return Result{RunID: r.id, Status: StatusSkipped, ExitCode: ExitLocked, Err: err, LogFile: r.logFile}
 		}
 		if err != nil {
-			r.log.Error("cannot start", "err", err)
 			code, status := ExitFailed, StatusFailed
-			var le *ErrLocked
 			var sc SignalCause
 			switch {
-			case errors.As(err, &le):
-				code = ExitLocked
-			case errors.As(context.Cause(ctx), &sc): // signalled while waiting (--wait)
+			case errors.As(context.Cause(ctx), &sc): // signalled while waiting
 				code, status = sc.ExitCode(), StatusInterrupted
+			case held != nil, errors.Is(err, errLockWait):
+				code = ExitLocked
 			}
-			r.notify(o.Hard, "fail", code, "planrun: run not started: "+err.Error())
-			return Result{RunID: r.id, Status: status, ExitCode: code, Err: err, LogFile: r.logFile}
+			return r.notStarted(err, code, status)
 		}
 		defer lock.Release()
 	}
@@ -186,17 +204,19 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 		if err != nil {
 			r.log.Error("run store", "err", err)
 		} else if n > 0 {
+			msg := fmt.Sprintf("%d earlier run(s) of plan %s never finished: the planrun process died (killed, crashed or the host went down); recorded as interrupted", n, p.Name)
 			r.log.Warn("earlier runs of this plan never finished (their process died); recorded as interrupted", "runs", n)
+			// Nobody told the monitors when that run died: tell them now.
+			r.notify(o.Hard, notice{signal: "fail", code: ExitFailed, status: StatusInterrupted, err: msg}, "planrun: "+msg)
 		}
 	}
 	if o.Recorder != nil {
 		if _, err := storeWrite(func(ctx context.Context) (any, error) { return nil, o.Recorder.StartRun(ctx, rec) }); err != nil {
-			r.log.Error("run store", "err", err)
-			return Result{RunID: r.id, Status: StatusFailed, ExitCode: ExitFailed, Err: fmt.Errorf("run store: %w", err), LogFile: r.logFile}
+			return r.notStarted(fmt.Errorf("run store: %w", err), ExitFailed, StatusFailed)
 		}
 	}
 	r.log.Info("run started", "file", p.File, "steps", len(p.Steps), "log", r.logFile)
-	r.notify(ctx, "start", 0, "")
+	r.notify(ctx, notice{signal: "start"}, "")
 
 	r.outer = ctx
 	runCtx := ctx
@@ -237,15 +257,15 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 		attrs = append(attrs, "err", res.Err.Error())
 	}
 	r.log.Log(context.Background(), level, "run finished", attrs...)
-	if res.Status == StatusSuccess {
-		r.notify(o.Hard, "success", 0, r.tail.String())
-	} else {
-		r.notify(o.Hard, "fail", res.ExitCode, r.tail.String())
-	}
 	rec.Finished, rec.Status, rec.ExitCode = finished, res.Status, res.ExitCode
 	if res.Err != nil {
 		rec.Error = scope.Secrets.Redact(res.Err.Error())
 	}
+	final := notice{signal: "fail", code: res.ExitCode, status: res.Status, err: rec.Error}
+	if res.Status == StatusSuccess {
+		final.signal = "success"
+	}
+	r.notify(o.Hard, final, r.tail.String())
 	if o.Recorder != nil {
 		if _, err := storeWrite(func(ctx context.Context) (any, error) { return nil, o.Recorder.FinishRun(ctx, rec) }); err != nil {
 			r.log.Error("run store", "err", err)
@@ -253,6 +273,40 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 	}
 	rw.Flush()
 	return res
+}
+
+// notStarted ends a run that could not start (lock, run store): logged,
+// one fail signal, nothing more recorded.
+func (r *run) notStarted(err error, code int, status string) Result {
+	r.log.Error("cannot start", "err", err)
+	r.notify(r.opts.Hard, notice{signal: "fail", code: code, status: status, err: err.Error()}, "planrun: run not started: "+err.Error())
+	return Result{RunID: r.id, Status: status, ExitCode: code, Err: err, LogFile: r.logFile}
+}
+
+// Refuse reports a run that cannot even begin — the plan does not load
+// (p then holds only what was valid of it: see LoadMonitors), an env file
+// is missing or unsafe, the run store cannot be opened — to the plan's
+// monitors: one fail signal with exitCode and the reason. It takes no lock
+// and records nothing; env files and vars that cannot be used are left
+// out, so a monitor whose URL comes from elsewhere still hears of it.
+func Refuse(p *Plan, inv Invocation, o Options, exitCode int, reason error) {
+	if p == nil || len(p.Monitor) == 0 {
+		return
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	if o.Hard == nil {
+		o.Hard = context.Background()
+	}
+	scope := prepareLenient(p, inv)
+	r := &run{plan: p, scope: scope, opts: o, id: scope.RunID, host: scope.Host,
+		steps: map[string]*stepState{}, tail: NewTailBuffer(LogTailSize), failed: true}
+	rw := scope.Secrets.Writer(io.MultiWriter(o.Stderr, r.tail))
+	defer rw.Flush()
+	r.log = NewLogger(o.LogFormat, rw).With("run", r.id[:8], "plan", p.Name)
+	msg := scope.Secrets.Redact(reason.Error())
+	r.notify(o.Hard, notice{signal: "fail", code: exitCode, status: StatusFailed, err: msg}, "planrun: run not started: "+msg)
 }
 
 func openRunLog(stateDir, plan, id string, started time.Time) (*os.File, string, error) {
@@ -285,20 +339,64 @@ func (r *run) lockName() string {
 	return r.plan.Name + ".restore"
 }
 
-// runStats returns the run.* map for expressions.
+// errLockWait is the cause when lock_wait expires.
+var errLockWait = errors.New("lock_wait exceeded")
+
+// onLock is the run's lock policy: --wait, else the plan's on_lock.
+func (r *run) onLock() string {
+	switch {
+	case r.opts.Wait:
+		return OnLockWait
+	case r.plan.OnLock == "":
+		return OnLockSkip
+	}
+	return r.plan.OnLock
+}
+
+// acquire takes the plan's lock; when it is held and the policy is wait,
+// it waits up to lock_wait (else the plan's timeout, else until a signal).
+func (r *run) acquire(ctx context.Context) (*Lock, error) {
+	lock, err := AcquireLock(ctx, r.opts.StateDir, r.lockName(), r.id, false)
+	var held *ErrLocked
+	if !errors.As(err, &held) || r.onLock() != OnLockWait {
+		return lock, err
+	}
+	wait := r.plan.LockWait
+	if wait <= 0 {
+		wait = r.plan.Timeout
+	}
+	if wait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, wait, fmt.Errorf("%w (%s)", errLockWait, wait))
+		defer cancel()
+	}
+	r.log.Warn("waiting for the lock", "holder", held.Holder, "up_to", wait)
+	return AcquireLock(ctx, r.opts.StateDir, r.lockName(), r.id, true)
+}
+
+// runMap returns the run.* map for expressions.
 func (r *run) runMap() map[string]any {
 	status := StatusRunning
 	if r.failed || r.interrupted != nil {
 		status = StatusFailed
 	}
-	if r.dry {
-		return map[string]any{"id": "<run id>", "plan": r.plan.Name, "host": r.host, "started": r.scope.Started,
-			"log_tail": "<log tail>", "log_file": "<log file>", "dry_run": true, "status": status}
+	if r.sig.status != "" {
+		status = r.sig.status
 	}
-	return map[string]any{
-		"id": r.id, "plan": r.plan.Name, "host": r.host, "started": r.scope.Started,
-		"log_tail": r.scope.Secrets.Redact(r.tail.String()), "log_file": r.logFile, "dry_run": false, "status": status,
+	errText := r.sig.err
+	if errText == "" && r.firstErr != nil {
+		errText = r.scope.Secrets.Redact(r.firstErr.Error())
 	}
+	m := map[string]any{
+		"id": "<run id>", "plan": r.plan.Name, "host": r.host, "started": r.scope.Started,
+		"log_tail": "<log tail>", "log_file": "<log file>", "dry_run": true, "status": status,
+		"signal": r.sig.signal, "exit_code": r.sig.code, "error": errText, "duration": 0,
+	}
+	if !r.dry {
+		m["id"], m["log_tail"], m["log_file"], m["dry_run"] = r.id, r.scope.Secrets.Redact(r.tail.String()), r.logFile, false
+		m["duration"] = int(time.Since(r.scope.Started).Round(time.Second).Seconds())
+	}
+	return m
 }
 
 func (r *run) exprScope() map[string]any {

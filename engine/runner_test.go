@@ -121,7 +121,7 @@ func (f *fakes) registry() *engine.Registry {
 		},
 	}
 	mon := engine.Def[monParams]{
-		Name: "mon", Summary: "records monitor signals",
+		Name: "mon", Summary: "records monitor signals", Monitor: true,
 		Run: func(ctx context.Context, env *engine.Env, p *monParams) (engine.Outputs, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
@@ -369,10 +369,11 @@ steps:
 	require.NoError(t, err)
 	res := h.apply(context.Background(), src)
 	assert.Equal(t, engine.ExitLocked, res.ExitCode)
+	assert.Equal(t, engine.StatusSkipped, res.Status)
 	var le *engine.ErrLocked
 	require.ErrorAs(t, res.Err, &le)
 	assert.Contains(t, le.Error(), "other-run")
-	assert.Equal(t, []string{"fail:3"}, h.fakes.signals, "a run that cannot start still signals fail, with exit code 3")
+	assert.Equal(t, []string{"log:0"}, h.fakes.signals, "on_lock: skip (the default) sends a log signal, never fail")
 	assert.Empty(t, h.rec.runs, "nothing recorded for a run that never started")
 	lock.Release()
 
@@ -482,10 +483,7 @@ func TestProgressLineOnTTY(t *testing.T) {
 	stream := engine.Def[echoParams]{
 		Name: "stream", Summary: "reports progress",
 		Run: func(ctx context.Context, env *engine.Env, p *echoParams) (engine.Outputs, error) {
-			if env.Progress == nil {
-				return nil, errors.New("no progress callback on a TTY")
-			}
-			env.Progress(3 << 20)
+			env.Progress.Set(3 << 20)
 			return nil, nil
 		},
 	}

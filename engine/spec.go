@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -23,10 +24,20 @@ const (
 	KindStringList ParamKind = "list of strings"
 	KindStringMap  ParamKind = "map of strings"
 	KindObject     ParamKind = "object"
+
+	// Kinds of the plan format only (see format.go), not of step params.
+	KindExpr       ParamKind = "boolean expression"
+	KindExprList   ParamKind = "list of boolean expressions"
+	KindMapping    ParamKind = "mapping"
+	KindMappingMap ParamKind = "map of mappings"
+	KindObjectList ParamKind = "list"
 )
 
 // Param is one parameter of a step type, derived from a struct field and
-// its tags: yaml (the key), doc, required, default, enum ("a|b|c"), secret.
+// its tags: yaml (the key), doc, required, default, enum ("a|b|c"), secret,
+// min and max (bounds of a number, or the fewest and most entries of a
+// list) and pattern (a regexp a string, or each key of a mapping, must
+// match).
 type Param struct {
 	Name     string
 	Doc      string
@@ -35,7 +46,9 @@ type Param struct {
 	Default  string
 	Enum     []string
 	Secret   bool
-	Fields   *Spec // for KindObject
+	Min, Max *float64
+	Pattern  *regexp.Regexp
+	Fields   *Spec // for KindObject and KindObjectList
 
 	index []int
 }
@@ -147,7 +160,12 @@ func ParseSize(s string) (int64, error) {
 }
 
 // SpecOf derives the params spec from a struct type (or pointer to one).
-func SpecOf(t reflect.Type) (*Spec, error) {
+func SpecOf(t reflect.Type) (*Spec, error) { return specOf(t, nil) }
+
+// specOf derives a spec; format (non-nil for the plan format) allows the
+// format's own kinds and shares one Spec per struct type, so that a type
+// used twice (retry) is one declaration.
+func specOf(t reflect.Type, format map[reflect.Type]*Spec) (*Spec, error) {
 	if t == nil {
 		return &Spec{}, nil
 	}
@@ -157,14 +175,23 @@ func SpecOf(t reflect.Type) (*Spec, error) {
 	if t.Kind() != reflect.Struct {
 		return nil, fmt.Errorf("params must be a struct, not %s", t)
 	}
+	if s := format[t]; s != nil {
+		return s, nil
+	}
 	s := &Spec{goType: t}
-	if err := s.addFields(t, nil); err != nil {
+	if format != nil {
+		format[t] = s
+	}
+	if err := s.addFields(t, nil, format); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *Spec) addFields(t reflect.Type, prefix []int) error {
+// Same reports whether s and o declare the same struct type.
+func (s *Spec) Same(o *Spec) bool { return s != nil && o != nil && s.goType == o.goType }
+
+func (s *Spec) addFields(t reflect.Type, prefix []int, format map[reflect.Type]*Spec) error {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		index := append(append([]int(nil), prefix...), i)
@@ -177,7 +204,7 @@ func (s *Spec) addFields(t reflect.Type, prefix []int) error {
 			if ft.Kind() != reflect.Struct {
 				return fmt.Errorf("field %s: inline fields must be structs", f.Name)
 			}
-			if err := s.addFields(ft, index); err != nil {
+			if err := s.addFields(ft, index, format); err != nil {
 				return err
 			}
 			continue
@@ -196,7 +223,23 @@ func (s *Spec) addFields(t reflect.Type, prefix []int) error {
 		if e := f.Tag.Get("enum"); e != "" {
 			p.Enum = strings.Split(e, "|")
 		}
-		kind, sub, err := kindOf(f.Type)
+		for tag, dst := range map[string]**float64{"min": &p.Min, "max": &p.Max} {
+			if v := f.Tag.Get(tag); v != "" {
+				n, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					return fmt.Errorf("field %s: bad %s tag %q", f.Name, tag, v)
+				}
+				*dst = &n
+			}
+		}
+		if v := f.Tag.Get("pattern"); v != "" {
+			re, err := regexp.Compile(v)
+			if err != nil {
+				return fmt.Errorf("field %s: bad pattern: %w", f.Name, err)
+			}
+			p.Pattern = re
+		}
+		kind, sub, err := kindOf(f.Type, format)
 		if err != nil {
 			return fmt.Errorf("field %s: %w", f.Name, err)
 		}
@@ -214,12 +257,27 @@ func (s *Spec) addFields(t reflect.Type, prefix []int) error {
 	return nil
 }
 
-func kindOf(t reflect.Type) (ParamKind, *Spec, error) {
+func kindOf(t reflect.Type, format map[reflect.Type]*Spec) (ParamKind, *Spec, error) {
 	switch {
 	case t == durationType:
 		return KindDuration, nil, nil
 	case t == sizeType:
 		return KindSize, nil, nil
+	}
+	if format != nil {
+		switch {
+		case t == exprType:
+			return KindExpr, nil, nil
+		case t == reflect.SliceOf(exprType):
+			return KindExprList, nil, nil
+		case t == nodeType:
+			return KindMapping, nil, nil
+		case t == reflect.MapOf(reflect.TypeOf(""), nodeType):
+			return KindMappingMap, nil, nil
+		case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct:
+			sub, err := specOf(t.Elem(), format)
+			return KindObjectList, sub, err
+		}
 	}
 	switch t.Kind() {
 	case reflect.String:
@@ -240,11 +298,11 @@ func kindOf(t reflect.Type) (ParamKind, *Spec, error) {
 		}
 	case reflect.Pointer:
 		if t.Elem().Kind() == reflect.Struct {
-			sub, err := SpecOf(t.Elem())
+			sub, err := specOf(t.Elem(), format)
 			return KindObject, sub, err
 		}
 	case reflect.Struct:
-		sub, err := SpecOf(t)
+		sub, err := specOf(t, format)
 		return KindObject, sub, err
 	}
 	return "", nil, fmt.Errorf("unsupported param type %s", t)
@@ -394,6 +452,9 @@ func (s *Spec) decodeParam(p *Param, v *yaml.Node, field reflect.Value, deferExp
 			}
 			out = append(out, e.Value)
 		}
+		if msg := p.bounds(float64(len(out)), " entries", fmt.Sprintf("got %d", len(out))); msg != "" {
+			return at(v, "%s", msg)
+		}
 		field.Set(reflect.ValueOf(out).Convert(field.Type()))
 		return nil
 	case KindStringMap:
@@ -437,15 +498,61 @@ func (s *Spec) decodeParam(p *Param, v *yaml.Node, field reflect.Value, deferExp
 	if err != nil {
 		return at(v, "%v", err)
 	}
-	if len(p.Enum) > 0 && !contains(p.Enum, v.Value) {
-		msg := fmt.Sprintf("must be one of %s, got %q", strings.Join(p.Enum, ", "), v.Value)
-		if hint := Suggest(v.Value, p.Enum); hint != "" {
-			msg += fmt.Sprintf(" (did you mean %q?)", hint)
-		}
+	if msg := p.check(v.Value, val); msg != "" {
 		return at(v, "%s", msg)
 	}
 	setValue(field, val)
 	return nil
+}
+
+// check applies the enum, min/max and pattern tags to a scalar (text as
+// written, val as parsed); it returns what is wrong, or "".
+func (p *Param) check(text string, val any) string {
+	if len(p.Enum) > 0 && !contains(p.Enum, text) {
+		msg := fmt.Sprintf("must be one of %s, got %q", strings.Join(p.Enum, ", "), text)
+		if len(p.Enum) == 1 {
+			msg = fmt.Sprintf("must be %s, got %q", p.Enum[0], text)
+		}
+		if hint := Suggest(text, p.Enum); hint != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", hint)
+		}
+		return msg
+	}
+	if n, ok := number(val); ok {
+		if msg := p.bounds(n, "", "got "+text); msg != "" {
+			return msg
+		}
+	}
+	if s, ok := val.(string); ok && p.Pattern != nil && !p.Pattern.MatchString(s) {
+		return fmt.Sprintf("%q does not match %s", s, p.Pattern)
+	}
+	return ""
+}
+
+// bounds checks n against min and max; unit names what n counts ("" for
+// a plain number).
+func (p *Param) bounds(n float64, unit, got string) string {
+	lo, hi := p.Min != nil && n < *p.Min, p.Max != nil && n > *p.Max
+	if !lo && !hi {
+		return ""
+	}
+	switch {
+	case p.Min != nil && p.Max != nil:
+		return fmt.Sprintf("must be %v..%v%s, %s", *p.Min, *p.Max, unit, got)
+	case lo:
+		return fmt.Sprintf("must be at least %v%s, %s", *p.Min, unit, got)
+	}
+	return fmt.Sprintf("must be at most %v%s, %s", *p.Max, unit, got)
+}
+
+func number(v any) (float64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return float64(n), true
+	case float64:
+		return n, true
+	}
+	return 0, false
 }
 
 func setValue(field reflect.Value, v any) {

@@ -62,8 +62,9 @@ type Env struct {
 	// Secrets redacts known secret values; steps add secrets they discover.
 	Secrets *Redactor
 	Stats   *Stats
-	// Progress reports streaming progress (bytes so far); may be nil.
-	Progress func(done int64)
+	// Progress counts the bytes streamed (see Progress for who reports
+	// them); nil counts nothing.
+	Progress *Progress
 
 	tempDir   string
 	artifacts []*ArtifactRecord
@@ -118,13 +119,16 @@ type Def[P any] struct {
 	Doc     string // optional longer text
 	Kind    Kind
 	// KindOf, when set, gives the kind of one step from its params, for
-	// types whose commands differ (restic backup vs forget); Kind is then
-	// the type's most dangerous kind, shown in docs.
+	// types whose steps differ (http-get saving an artifact vs a health
+	// check); Kind is then the type's most dangerous kind, shown in docs.
 	KindOf  func(p *P) Kind
 	Outputs []Output
 	Example string // YAML of a `with:` block; must decode
 	// Tools are the programs the step runs (checked by validate --strict).
 	Tools []string
+	// Monitor lets the type serve as a plan's monitor: the engine runs it
+	// at the start and the end of a run, setting its MonitorParams.
+	Monitor bool
 	// Preview describes, without any side effect, what Run would do: the
 	// command lines it would run and the files it would write (dry-run).
 	Preview func(env *Env, p *P) []string
@@ -133,6 +137,10 @@ type Def[P any] struct {
 	Inverse *Inverse
 	Run     func(ctx context.Context, env *Env, p *P) (Outputs, error)
 }
+
+// MonitorParams are the params the engine sets on a monitor step: what to
+// signal (start, success, fail), the run's exit code and its log tail.
+var MonitorParams = []string{"signal", "exit_code", "body"}
 
 // Type is a step type with its params erased; built by Def.Type.
 type Type struct {
@@ -143,6 +151,7 @@ type Type struct {
 	Outputs []Output
 	Example string
 	Tools   []string
+	Monitor bool
 	Params  *Spec
 	Inverse *Inverse
 
@@ -160,8 +169,15 @@ func (d Def[P]) Type() *Type {
 	if err != nil {
 		panic(fmt.Sprintf("step type %s: %v", d.Name, err))
 	}
+	if d.Monitor {
+		for _, name := range MonitorParams {
+			if spec.Lookup(name) == nil {
+				panic(fmt.Sprintf("step type %s: a monitor type needs a %q param", d.Name, name))
+			}
+		}
+	}
 	t := &Type{
-		Name: d.Name, Summary: d.Summary, Doc: d.Doc, Kind: d.Kind,
+		Name: d.Name, Summary: d.Summary, Doc: d.Doc, Kind: d.Kind, Monitor: d.Monitor,
 		Outputs: d.Outputs, Example: d.Example, Tools: d.Tools, Params: spec, Inverse: d.Inverse,
 		newParams: func() any { return new(P) },
 		run: func(ctx context.Context, env *Env, p any) (Outputs, error) {
@@ -215,7 +231,8 @@ func (t *Type) Preview(env *Env, p any) []string {
 
 // Registry is the set of step types a plan may use.
 type Registry struct {
-	types map[string]*Type
+	types   map[string]*Type
+	retired map[string]func(with *yaml.Node) string
 }
 
 // NewRegistry builds a registry; duplicate names are a programming error.
@@ -228,6 +245,24 @@ func NewRegistry(types ...*Type) *Registry {
 		r.types[t.Name] = t
 	}
 	return r
+}
+
+// Retire names a step type that no longer exists, so a plan still using it
+// gets the replacement instead of "unknown step type". hint is given the
+// step's `with:` (possibly nil) so it can name the exact new form.
+func (r *Registry) Retire(name string, hint func(with *yaml.Node) string) {
+	if r.retired == nil {
+		r.retired = map[string]func(*yaml.Node) string{}
+	}
+	r.retired[name] = hint
+}
+
+// RetiredHint says what replaces a retired type ("" when name was never retired).
+func (r *Registry) RetiredHint(name string, with *yaml.Node) string {
+	if h := r.retired[name]; h != nil {
+		return h(with)
+	}
+	return ""
 }
 
 // Lookup returns the named type or nil.

@@ -274,11 +274,13 @@ func (r *run) attempt(parent context.Context, s *Step, params any, log *slog.Log
 		runInfo: r.manifestInfo,
 	}
 	defer env.Cleanup()
+	var show func(int64)
 	if r.opts.TTY != nil {
-		p := newProgressLine(r.opts.TTY, s.ID)
-		env.Progress = p.update
-		defer p.done()
+		line := newProgressLine(r.opts.TTY, s.ID)
+		show = line.update
+		defer line.done()
 	}
+	env.Progress = NewProgress(show, log)
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("step panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
@@ -298,10 +300,7 @@ func (r *run) attempt(parent context.Context, s *Step, params any, log *slog.Log
 // backoff is exponential from Retry.Delay, capped at MaxDelay, with jitter
 // in [d/2, d) so that many hosts retrying do not stampede.
 func backoff(rt Retry, attempt int) time.Duration {
-	d := rt.Delay
-	if d <= 0 {
-		d = 5 * time.Second
-	}
+	d := rt.Delay // the loader fills the declared default (retryFile)
 	for i := 1; i < attempt && d < time.Hour; i++ {
 		d *= 2
 	}
@@ -376,10 +375,16 @@ func (r *run) manifestInfo() Manifest {
 
 // notify drives the plan's monitor steps with a signal (start, success,
 // fail). A monitor failure is logged, never fatal.
-func (r *run) notify(ctx context.Context, signal string, exitCode int, body string) {
+func (r *run) notify(ctx context.Context, n notice, body string) {
+	n.err = r.scope.Secrets.Redact(n.err)
+	r.sig = n
 	for _, m := range r.plan.Monitor {
-		log := r.log.With("monitor", m.TypeName, "signal", signal)
-		err := r.notifyOne(ctx, m, signal, exitCode, body, log)
+		log := r.log.With("monitor", m.TypeName, "signal", n.signal)
+		code := n.code
+		if n.signal != "fail" {
+			code = 0 // only a failure has a code to report (a skip's 3 is in run.exit_code)
+		}
+		err := r.notifyOne(ctx, m, n.signal, code, body, log)
 		if err != nil {
 			log.Warn("monitor notification failed", "err", r.scope.Secrets.Redact(err.Error()))
 		}

@@ -1,18 +1,19 @@
 package engine
 
-import (
-	"fmt"
-	"os/exec"
-)
+import "fmt"
 
 // CheckStrict checks what validate --strict adds: env files exist and are
-// private, and every step's tools are on PATH.
-func CheckStrict(p *Plan) error {
+// private, and every step's tools are found on the PATH its child process
+// gets (the environment and env files of inv, merged as apply merges them).
+func CheckStrict(p *Plan, inv Invocation) error {
 	var probs Problems
-	for _, f := range p.EnvFiles {
-		if _, _, err := LoadEnvFile(f, false); err != nil {
-			probs = append(probs, Problem{File: p.File, Msg: "env_files: " + err.Error()})
-		}
+	env, _, errs := childEnv(p, inv)
+	for _, err := range errs {
+		probs = append(probs, Problem{File: p.File, Msg: "env_files: " + err.Error()})
+	}
+	var environ []string
+	if path, ok := env["PATH"]; ok {
+		environ = []string{"PATH=" + path}
 	}
 	seen := map[string]bool{}
 	for _, s := range append(append([]*Step(nil), p.Steps...), p.Monitor...) {
@@ -24,9 +25,9 @@ func CheckStrict(p *Plan) error {
 				continue
 			}
 			seen[tool] = true
-			if _, err := exec.LookPath(tool); err != nil {
+			if _, err := LookPath(tool, environ); err != nil {
 				probs = append(probs, Problem{File: p.File, Line: s.Line, Col: s.Col,
-					Msg: fmt.Sprintf("step %q (%s): %s not found on PATH", s.ID, s.TypeName, tool)})
+					Msg: fmt.Sprintf("step %q (%s): %v", s.ID, s.TypeName, err)})
 			}
 		}
 	}

@@ -92,7 +92,7 @@ func TestPlansEndToEnd(t *testing.T) {
 	w.apply("kaleem-daily", "kaleem.env", 0, w.kaleemVars()...)
 	w.assertPings(w.hcCheck, "start", "success")
 	w.resticCLIListsAndChecks()
-	w.rcloneCheck(w.resticL, w.offsite)
+	w.offsiteHasTheLocalSnapshots()
 	manifests, _ := filepath.Glob(filepath.Join(w.backups, "manifest", "kaleem-daily-*.manifest.json"))
 	require.Len(t, manifests, 1, "kaleem-daily wrote its manifest where restic backs it up")
 	assert.NoDirExists(t, filepath.Join(w.backups, ".staging", "n8n"), "the staged n8n database copy is removed")
@@ -130,6 +130,24 @@ func TestPlansEndToEnd(t *testing.T) {
 	assert.Regexp(t, `drill [0-9a-f]{8}: success`, out)
 	assert.Regexp(t, `ok +restore-db-full +counts +3 compared`, out, "users, posts, messages")
 	assert.Regexp(t, `ok +restore-uploads +counts +[1-9][0-9]* compared`, out)
+	w.noScratchLeft()
+
+	// A row deleted from the scratch database after the restore and before
+	// the comparison (the test hook: the restore's after_sql, set in a copy
+	// of the plan) fails the drill, naming the table and both counts.
+	plan, err := os.ReadFile("chitlaq-full.yaml")
+	require.NoError(t, err)
+	hooked := strings.Replace(string(plan), "db-full: {no_owner: true}",
+		`db-full: {no_owner: true, after_sql: ["DELETE FROM messages WHERE id = (SELECT min(id) FROM messages)"]}`, 1)
+	require.NotEqual(t, string(plan), hooked, "chitlaq-full.yaml's restore section changed: update the hook")
+	hookedFile := filepath.Join(w.dir, "chitlaq-full.yaml")
+	require.NoError(t, os.WriteFile(hookedFile, []byte(hooked), 0o600))
+	out = w.planrun(1, "drill", hookedFile, "--only", "db-full", "--identity-file", w.keyFile, "--env-file", filepath.Join(w.dir, "chitlaq.env"))
+	t.Logf("planrun drill chitlaq-full, a row deleted before the comparison:\n%s", drillReport(out))
+	assert.Regexp(t, `drill [0-9a-f]{8}: failed`, out)
+	assert.Regexp(t, `DIFFERS +restore-db-full +counts +3 compared`, out)
+	assert.Regexp(t, `rows:public\.messages: backup 3000, restored 2999`, out)
+	assert.Regexp(t, `ok +check-db-full +sha256`, out, "the artifact itself is intact")
 	w.noScratchLeft()
 	for _, plan := range []string{"kaleem-daily", "chitlaq-full"} {
 		w.planrun(0, "status", plan, "--max-age", "1h", "--drill-max-age", "35d")
@@ -232,10 +250,10 @@ func TestPlansFailingDatabaseStep(t *testing.T) {
 		status[a.StepID], reason[a.StepID] = a.Status, a.Reason
 	}
 	assert.Equal(t, "failed", status["mongo"])
-	for _, id := range []string{"qdrant-collections", "rabbitmq", "configs", "n8n", "manifest", "restic-backup"} {
+	for _, id := range []string{"qdrant-collections", "rabbitmq", "configs", "n8n", "manifest", "restic-backup", "offsite-copy"} {
 		assert.Equal(t, "success", status[id], "%s still backed up after the mongo failure", id)
 	}
-	for _, id := range []string{"restic-forget", "prune-mongo", "prune-configs", "offsite-sync"} {
+	for _, id := range []string{"restic-forget", "prune-mongo", "prune-configs", "offsite-forget"} {
 		assert.Equal(t, "skipped", status[id], "destructive step %s must not run", id)
 		assert.NotEmpty(t, reason[id])
 	}
@@ -247,7 +265,8 @@ func TestPlansFailingDatabaseStep(t *testing.T) {
 	require.NoError(t, err, "%s", text)
 	assert.Contains(t, string(text), "mongo (mongodump)")
 	assert.Contains(t, string(text), "skipped")
-	assert.NoDirExists(t, filepath.Join(w.svc["S3_DATA_DIR"], w.svc["S3_BUCKET"], "e2e-"+w.sfx, "kaleem-restic"), "nothing reached R2")
+	// restic copy cannot damage R2: what was snapshotted goes off-site, retention there does not run.
+	w.offsiteHasTheLocalSnapshots()
 }
 
 // ---------------------------------------------------------------- set-up
@@ -909,6 +928,13 @@ func (w *world) plantOldChitlaqBackups() map[string]bool {
 		require.NoError(w.t, os.WriteFile(p, []byte("an older backup "+rel), 0o600))
 		sum := sha256.Sum256([]byte("an older backup " + rel))
 		require.NoError(w.t, os.WriteFile(p+".sha256", []byte(hex.EncodeToString(sum[:])+"  "+filepath.Base(p)+"\n"), 0o600))
+		// Off-site retention goes by the copies' times, which rclone takes from the local files.
+		stamp := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(p), ".dump.zst.age"), ".tar.zst.age")
+		made, err := time.Parse("20060102_150405", stamp[len(stamp)-15:])
+		require.NoError(w.t, err)
+		for _, f := range []string{p, p + ".sha256"} {
+			require.NoError(w.t, os.Chtimes(f, made, made))
+		}
 		remote := strings.Replace(rel, "full/", "database/full/", 1)
 		out[remote] = kept
 	}
@@ -930,10 +956,46 @@ func (w *world) rclone(args ...string) string {
 	return string(out)
 }
 
-// rcloneCheck: the off-site copy matches, by rclone's own check.
-func (w *world) rcloneCheck(local, remote string) {
+// offsiteHasTheLocalSnapshots: R2 holds a restic repository of its own
+// (restic copy, not a file mirror) with a copy of every local snapshot,
+// and restic checks all of its data.
+func (w *world) offsiteHasTheLocalSnapshots() {
 	w.t.Helper()
-	assert.Contains(w.t, w.rclone("check", local, remote), "0 differences found")
+	list := func(repo string) []string {
+		env := append(os.Environ(), "RESTIC_REPOSITORY="+repo, "RESTIC_PASSWORD_FILE="+w.pwFile,
+			"RESTIC_CACHE_DIR="+filepath.Join(w.dir, "cache"), "AWS_CA_BUNDLE=")
+		for k, v := range w.rcloneRemotes() {
+			env = append(env, k+"="+v)
+		}
+		cmd := exec.Command("restic", "snapshots", "--json")
+		cmd.Env = env
+		out, err := cmd.Output()
+		require.NoError(w.t, err, "restic snapshots of %s", repo)
+		var snaps []struct {
+			Time  string   `json:"time"`
+			Paths []string `json:"paths"`
+			Tree  string   `json:"tree"`
+		}
+		require.NoError(w.t, json.Unmarshal(out, &snaps))
+		var keys []string
+		for _, s := range snaps {
+			keys = append(keys, s.Time+" "+s.Tree+" "+strings.Join(s.Paths, ","))
+		}
+		sort.Strings(keys)
+		cmd = exec.Command("restic", "check", "--read-data")
+		cmd.Env = env
+		text, err := cmd.CombinedOutput()
+		require.NoError(w.t, err, "restic check %s: %s", repo, text)
+		return keys
+	}
+	local, offsite := list(w.resticL), list("rclone:"+w.offsite)
+	require.NotEmpty(w.t, local)
+	assert.Equal(w.t, local, offsite, "every local snapshot (same time, tree and paths) is on R2")
+	_, err := os.Stat(filepath.Join(w.s3Dir(), "kaleem-restic", "config"))
+	require.NoError(w.t, err, "R2 holds a repository")
+	lc, _ := os.ReadFile(filepath.Join(w.resticL, "config"))
+	rc, _ := os.ReadFile(filepath.Join(w.s3Dir(), "kaleem-restic", "config"))
+	assert.NotEqual(w.t, lc, rc, "a repository of its own, not a copy of the local one's files")
 }
 
 // offsiteDumpDecryptsWithAgeCLI: the uploaded dump is a standard age file

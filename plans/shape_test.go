@@ -33,22 +33,41 @@ func TestKaleemDailyBackupStepsOutliveAFailure(t *testing.T) {
 }
 
 // TestChitlaqFullEveryUploadChecked: every prefix chitlaq-full copies to S3
-// is checked after the upload and expired by a retention sync afterwards.
+// is checked after the upload and expired by age afterwards.
 func TestChitlaqFullEveryUploadChecked(t *testing.T) {
 	p, err := engine.LoadFile("chitlaq-full.yaml", steps.All())
 	require.NoError(t, err)
-	kinds := map[string][]string{} // dest → commands, in order
+	kinds := map[string][]string{} // remote prefix → step types, in order
 	for _, s := range p.Steps {
-		if s.TypeName != "rclone" {
+		if !strings.HasPrefix(s.TypeName, "rclone-") {
 			continue
 		}
 		dest := param(s.With, "dest")
-		kinds[dest] = append(kinds[dest], param(s.With, "command"))
+		if s.TypeName == "rclone-delete" {
+			dest = param(s.With, "source")
+		}
+		kinds[dest] = append(kinds[dest], s.TypeName)
 	}
 	require.Len(t, kinds, 4, "database/full, config, uploads, manifest: %v", kinds)
-	for dest, cmds := range kinds {
-		assert.Equal(t, "copy,check,sync", strings.Join(cmds, ","), "off-site %s", dest)
+	for dest, types := range kinds {
+		assert.Equal(t, "rclone-copy,rclone-check,rclone-delete", strings.Join(types, ","), "off-site %s", dest)
 	}
+}
+
+// TestKaleemOffsiteIsARepositoryCopy: R2 gets restic copies of the
+// snapshots (which a damaged local repository cannot overwrite), never a
+// file mirror of the local repository, and keeps its own retention.
+func TestKaleemOffsiteIsARepositoryCopy(t *testing.T) {
+	p, err := engine.LoadFile("kaleem-daily.yaml", steps.All())
+	require.NoError(t, err)
+	var offsite []string
+	for _, s := range p.Steps {
+		assert.False(t, strings.HasPrefix(s.TypeName, "rclone-"), "step %s mirrors files off-site", s.ID)
+		if s.TypeName == "restic-copy" || strings.HasPrefix(param(s.With, "repository"), "rclone:") {
+			offsite = append(offsite, s.TypeName)
+		}
+	}
+	assert.Equal(t, []string{"restic-copy", "restic-forget"}, offsite)
 }
 
 // param is the raw text of a step's with: key.

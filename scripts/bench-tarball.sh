@@ -128,8 +128,10 @@ echo "== measuring in $DIR ($([[ $IN_RAM == true ]] && echo RAM || echo disk)); 
 for ((r = 1; r <= RUNS; r++)); do
   rm -f "$OUT/ref.tar.zst"
   timed ref-tar sh -c "tar -cf - -C '$TREE' . | zstd -q -T2 -3 -o '$OUT/ref.tar.zst'"
+  SIZE_REF=$(stat -c %s "$OUT/ref.tar.zst")
   rm -f "$OUT/ref.tar.zst" "$OUT/p.tar.zst" "$OUT/p.tar.zst.sha256"
   timed planrun-tar "$BIN" apply "$TAR_PLAN"
+  SIZE_P=$(stat -c %s "$OUT/p.tar.zst")
   rm -rf "$OUT/x" && mkdir "$OUT/x"
   timed ref-untar sh -c "zstd -q -d -c '$OUT/p.tar.zst' | tar -xf - -C '$OUT/x'"
   rm -rf "$OUT/x"
@@ -158,7 +160,7 @@ printf '\nMany small files: %s files, %s bytes in %s, %s cores, median of %s, lo
 printf '%-34s %9s %9s   %s\n' "case" "wall s" "cpu s" "vs reference (wall, cpu)"
 row() { printf '%-34s %9s %9s   %s\n' "$1" "${W[$2]}" "${C[$2]}" "$3"; }
 row "tar -cf - | zstd -T2 -3" ref-tar "(reference)"
-row "planrun tar (zstd)" planrun-tar "$(ratio "${W[planrun-tar]}" "${W[ref-tar]}")x, $(ratio "${C[planrun-tar]}" "${C[ref-tar]}")x"
+row "planrun tar (zstd)" planrun-tar "$(ratio "${W[planrun-tar]}" "${W[ref-tar]}")x, $(ratio "${C[planrun-tar]}" "${C[ref-tar]}")x; size $SIZE_P vs $SIZE_REF bytes ($(ratio "$SIZE_P" "$SIZE_REF")x)"
 row "zstd -d | tar -x" ref-untar "(reference)"
 row "planrun untar" planrun-untar "$(ratio "${W[planrun-untar]}" "${W[ref-untar]}")x, $(ratio "${C[planrun-untar]}" "${C[ref-untar]}")x"
 row "tar -cf FILE (no compression)" ref-tar-plain "(reference)"

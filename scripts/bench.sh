@@ -7,8 +7,10 @@
 #   2. artifacts: tar/zstd/gzip/age against tar|zstd, tar -czf, age, openssl
 #      (scripts/bench-artifact.sh; BENCH_SIZE=2GiB by default);
 #   3. pg_dump step against the ChitLaq script and the shell pipeline
-#      (scripts/bench-pgdump.sh; needs the test services: make testenv-start).
-# BENCH_ONLY=engine|artifact|pgdump runs one part.
+#      (scripts/bench-pgdump.sh; needs the test services: make testenv-start);
+#   4. history: runs, show, status and metrics with 100 000 recorded runs,
+#      and history prune of 90 000 of them (scripts/bench-history.sh).
+# BENCH_ONLY=engine|artifact|pgdump|history runs one part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
@@ -35,4 +37,8 @@ if [ "$only" = all ] || [ "$only" = artifact ]; then
 fi
 if [ "$only" = all ] || [ "$only" = pgdump ]; then
   [ -x scripts/bench-pgdump.sh ] && scripts/bench-pgdump.sh
+  echo
+fi
+if [ "$only" = all ] || [ "$only" = history ]; then
+  scripts/bench-history.sh
 fi

@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PLANRUN_STATE_DIR=$PWD/.demo/state
+# Every run refreshes a node_exporter textfile here (what a scrape would serve).
+export PLANRUN_TEXTFILE_DIR=$PWD/.demo/metrics
+mkdir -p "$PLANRUN_TEXTFILE_DIR"
 # git does not keep file modes: the demo identity must be private like a real one.
 chmod 600 testdata/keys/demo.agekey
 bin/planrun validate plans/demo.yaml
@@ -34,3 +37,7 @@ bin/planrun runs --plan demo --limit 3
 echo
 echo "Status check for monitoring: bin/planrun status demo --max-age 26h --drill-max-age 35d"
 bin/planrun status demo --max-age 26h --drill-max-age 35d
+echo
+echo "== Prometheus metrics of the plan (also in $PLANRUN_TEXTFILE_DIR/planrun.prom for node_exporter's textfile collector)"
+bin/planrun metrics --plan demo | grep -v '^#' | grep -E 'kind="apply"|rto_seconds' | grep -Ev 'status="(failed|interrupted|skipped)"' | head -20
+echo "(bin/planrun metrics prints all of them, with HELP and TYPE lines)"

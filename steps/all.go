@@ -5,7 +5,7 @@ import "github.com/planrun/planrun/engine"
 
 // All returns the registry of every built-in step type: the one list.
 func All() *engine.Registry {
-	return engine.NewRegistry(
+	r := engine.NewRegistry(
 		Exec.Type(),
 		// files and artifacts
 		Tar.Type(),
@@ -28,8 +28,25 @@ func All() *engine.Registry {
 		HTTPGet.Type(),
 		HTTPPost.Type(),
 		// off-site and monitoring
-		Restic.Type(),
-		Rclone.Type(),
+		ResticInit.Type(),
+		ResticBackup.Type(),
+		ResticForget.Type(),
+		ResticCheck.Type(),
+		ResticSnapshots.Type(),
+		ResticRestore.Type(),
+		ResticDump.Type(),
+		ResticUnlock.Type(),
+		ResticCopy.Type(),
+		RcloneSync.Type(),
+		RcloneCopy.Type(),
+		RcloneCheck.Type(),
+		RcloneLsf.Type(),
+		RcloneSize.Type(),
+		RcloneDelete.Type(),
 		HealthcheckPing.Type(),
+		Webhook.Type(),
 	)
+	r.Retire("restic", retiredCommandType("restic"))
+	r.Retire("rclone", retiredCommandType("rclone"))
+	return r
 }

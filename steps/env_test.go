@@ -47,6 +47,7 @@ func testStepEnv(t testing.TB, extraEnv ...string) (*engine.Env, *syncBuffer) {
 		RunID: "test", PlanName: "test", StepID: "s1", Environ: environ, Secrets: secrets, Stats: &engine.Stats{},
 		Log: slog.New(slog.NewTextHandler(secrets.Writer(io.MultiWriter(logs, testLogWriter{t})), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
+	env.Progress = engine.NewProgress(nil, env.Log) // as the runner gives every attempt
 	t.Cleanup(env.Cleanup)
 	return env, logs
 }

@@ -49,6 +49,7 @@ save: {output: %s, encrypt: {recipients: [%s]}}`, srv.URL, out, recip))
 	if calls.Load() != 3 || res["status"] != 200 || res["path"] != out {
 		t.Errorf("calls=%d outputs=%v", calls.Load(), res)
 	}
+	assertCountedOnce(t, env, res)
 	if got := string(dbReadArtifact(t, out, idFile)); got != body {
 		t.Errorf("artifact content differs (%d bytes, want %d)", len(got), len(body))
 	}

@@ -17,6 +17,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/planrun/planrun/internal/testenv"
+	"github.com/planrun/planrun/steps/internal/mongoconn"
 )
 
 func mongoEnv(t *testing.T) (string, *mongo.Client) {
@@ -113,10 +114,12 @@ func TestMongodumpRestoreRoundTrip(t *testing.T) {
 	want := mongoChecksum(t, cl, db)
 	idFile, recip := dbAgeKeys(t)
 	out := filepath.Join(t.TempDir(), "m.archive.zst.age")
-	res, err := dbRun(t, Mongodump, dbEnv(t), fmt.Sprintf("uri: %s\ndb: %s\noutput: %s\nencrypt: {recipients: [%s]}", uri, db, out, recip))
+	env := dbEnv(t)
+	res, err := dbRun(t, Mongodump, env, fmt.Sprintf("uri: %s\ndb: %s\noutput: %s\nencrypt: {recipients: [%s]}", uri, db, out, recip))
 	if err != nil {
 		t.Fatal(err)
 	}
+	assertCountedOnce(t, env, res)
 	counts := res["counts"].(map[string]int64)
 	if counts["documents:"+db+".things"] != 1500 || counts["documents:"+db+".other"] != 2 || res["documents"].(int64) != 1502 {
 		t.Errorf("dump outputs: %v", res)
@@ -203,13 +206,11 @@ func TestMongodumpFailureDiscardsArtifact(t *testing.T) {
 	}
 	dir := t.TempDir()
 	env := dbEnv(t)
-	var streamed int64
-	env.Progress = func(n int64) { streamed = n }
 	_, err := dbRun(t, Mongodump, env, fmt.Sprintf("uri: %s\ndb: %s\nmongodump: %s\noutput: %s/x.archive.zst", uri, db, wrapper, dir))
 	if err == nil || !strings.Contains(err.Error(), "mongodump failed") || !strings.Contains(err.Error(), "connection reset") {
 		t.Fatalf("err = %v", err)
 	}
-	if streamed < 50<<10 {
+	if streamed := env.Progress.Done(); streamed < 50<<10 {
 		t.Fatalf("only %d bytes streamed before the failure", streamed)
 	}
 	dbNoArtifact(t, dir)
@@ -272,12 +273,12 @@ func TestMongodumpValidate(t *testing.T) {
 
 func TestMongoUnreachableFailsFast(t *testing.T) {
 	for _, uri := range []string{"mongodb://127.0.0.1:1/?authSource=admin", "mongodb://u:p@127.0.0.1:1,127.0.0.1:2/db"} {
-		err := mongoReachable(context.Background(), uri)
+		err := mongoconn.Reachable(context.Background(), uri)
 		if err == nil || !strings.Contains(err.Error(), "MongoDB unreachable") || strings.Contains(err.Error(), ":p@") {
 			t.Errorf("%s: %v", uri, err)
 		}
 	}
-	if err := mongoReachable(context.Background(), "mongodb+srv://cluster.example/db"); err != nil {
+	if err := mongoconn.Reachable(context.Background(), "mongodb+srv://cluster.example/db"); err != nil {
 		t.Errorf("srv URIs are left to the tools: %v", err)
 	}
 }

@@ -11,14 +11,16 @@ import (
 	"time"
 
 	"github.com/planrun/planrun/engine"
+	"github.com/planrun/planrun/steps/internal/argv"
 	"github.com/planrun/planrun/steps/internal/artifact"
 	"github.com/planrun/planrun/steps/internal/mongoarchive"
+	"github.com/planrun/planrun/steps/internal/mongoconn"
 	"github.com/planrun/planrun/steps/internal/proc"
 )
 
 // MongodumpParams are the params of mongodump.
 type MongodumpParams struct {
-	MongoConn             `yaml:",inline"`
+	mongoconn.Conn        `yaml:",inline"`
 	DB                    string   `yaml:"db" doc:"database to dump (default: all databases)"`
 	Collection            string   `yaml:"collection" doc:"dump only this collection (needs db)"`
 	ExcludeCollections    []string `yaml:"exclude_collections" doc:"collections to skip (needs db)"`
@@ -30,7 +32,7 @@ type MongodumpParams struct {
 
 // Validate enforces mongodump's own rules at plan-validate time.
 func (p *MongodumpParams) Validate() error {
-	if err := p.MongoConn.validate(); err != nil {
+	if err := p.Conn.Check(); err != nil {
 		return err
 	}
 	if p.Oplog && (p.DB != "" || p.Collection != "") {
@@ -43,7 +45,7 @@ func (p *MongodumpParams) Validate() error {
 	if p.Collection != "" && len(p.ExcludeCollections) > 0 {
 		return errors.New("give collection or exclude_collections, not both")
 	}
-	if err := rejectArgs("extra_args", p.ExtraArgs, "--uri", "--password", "-p", "--username", "-u", "--out", "-o",
+	if err := argv.Reject("extra_args", p.ExtraArgs, "--uri", "--password", "-p", "--username", "-u", "--out", "-o",
 		"--archive", "--gzip", "--config", "--host", "-h"); err != nil {
 		return err
 	}
@@ -115,14 +117,14 @@ Restore: planrun restore/drill run mongorestore; a drill restores into
 }
 
 func runMongodump(ctx context.Context, env *engine.Env, p *MongodumpParams) (engine.Outputs, error) {
-	uri, err := mongoURI(env, &p.MongoConn)
+	uri, err := p.Conn.Resolve(env)
 	if err != nil {
 		return nil, err
 	}
-	if err := mongoReachable(ctx, uri); err != nil {
+	if err := mongoconn.Reachable(ctx, uri); err != nil {
 		return nil, err
 	}
-	cfg, err := mongoConfig(env, uri)
+	cfg, err := mongoconn.ConfigFile(env, uri)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +134,7 @@ func runMongodump(ctx context.Context, env *engine.Env, p *MongodumpParams) (eng
 		return nil, err
 	}
 	defer w.Abort()
-	tee := mongoarchive.NewTee(progressWriter(w, env))
+	tee := mongoarchive.NewTee(w)
 	start := time.Now()
 	_, err = proc.Run(ctx, proc.Cmd{
 		Name: p.Mongodump, Args: p.args(cfg), Env: env.Environ, Secrets: env.Secrets, Stdout: tee,
@@ -175,7 +177,7 @@ func (p *MongodumpParams) source(uri string, sum *mongoarchive.Summary) map[stri
 			src[k] = v
 		}
 	}
-	set("host", mongoHosts(uri))
+	set("host", mongoconn.Hosts(uri))
 	set("db", p.DB)
 	set("collection", p.Collection)
 	set("uri_env", p.URIEnv)
@@ -198,12 +200,7 @@ func mongodumpInverse(a engine.ArtifactRecord, t engine.RestoreTarget) (map[stri
 	if v := a.Source["uri_env"]; v != "" {
 		with["uri_env"] = v
 	}
-	if t.IdentityFile != "" {
-		with["identity_file"] = t.IdentityFile
-	}
-	if t.PassphraseFile != "" {
-		with["passphrase_file"] = t.PassphraseFile
-	}
+	artifact.AddReadKeys(with, t)
 	db := a.Source["db"]
 	if !t.Scratch {
 		switch {

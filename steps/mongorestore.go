@@ -14,14 +14,16 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/planrun/planrun/engine"
+	"github.com/planrun/planrun/steps/internal/argv"
 	"github.com/planrun/planrun/steps/internal/artifact"
 	"github.com/planrun/planrun/steps/internal/mongoarchive"
+	"github.com/planrun/planrun/steps/internal/mongoconn"
 	"github.com/planrun/planrun/steps/internal/proc"
 )
 
 // MongorestoreParams are the params of mongorestore.
 type MongorestoreParams struct {
-	MongoConn            `yaml:",inline"`
+	mongoconn.Conn       `yaml:",inline"`
 	Input                string   `yaml:"input" required:"true" doc:"artifact written by mongodump (the step)"`
 	Drop                 bool     `yaml:"drop" doc:"drop each collection before restoring it"`
 	NsInclude            []string `yaml:"ns_include" doc:"restore only matching namespaces (e.g. app.*)"`
@@ -38,7 +40,7 @@ type MongorestoreParams struct {
 
 // Validate checks rename pairs and reserved arguments.
 func (p *MongorestoreParams) Validate() error {
-	if err := p.MongoConn.validate(); err != nil {
+	if err := p.Conn.Check(); err != nil {
 		return err
 	}
 	if len(p.NsFrom) != len(p.NsTo) {
@@ -54,11 +56,11 @@ func (p *MongorestoreParams) Validate() error {
 			return fmt.Errorf("drop_after: %w", err)
 		}
 		// Namespace options outside ns_* would bypass scratchDBs' checks.
-		if err := rejectArgs("extra_args", p.ExtraArgs, "--nsInclude", "--nsFrom", "--nsTo", "--db", "-d", "--collection", "-c"); err != nil {
+		if err := argv.Reject("extra_args", p.ExtraArgs, "--nsInclude", "--nsFrom", "--nsTo", "--db", "-d", "--collection", "-c"); err != nil {
 			return fmt.Errorf("drop_after: %w", err)
 		}
 	}
-	return rejectArgs("extra_args", p.ExtraArgs, "--uri", "--password", "-p", "--username", "-u", "--dir",
+	return argv.Reject("extra_args", p.ExtraArgs, "--uri", "--password", "-p", "--username", "-u", "--dir",
 		"--archive", "--gzip", "--config", "--host", "-h")
 }
 
@@ -195,7 +197,7 @@ against a separate server restored from the same archive.`,
 }
 
 func runMongorestore(ctx context.Context, env *engine.Env, p *MongorestoreParams) (out engine.Outputs, err error) {
-	uri, err := mongoURI(env, &p.MongoConn)
+	uri, err := p.Conn.Resolve(env)
 	if err != nil {
 		return nil, err
 	}
@@ -217,15 +219,15 @@ func runMongorestore(ctx context.Context, env *engine.Env, p *MongorestoreParams
 		return nil, fmt.Errorf("input: %w", err)
 	}
 	defer src.Close()
-	if err := mongoReachable(ctx, uri); err != nil {
+	if err := mongoconn.Reachable(ctx, uri); err != nil {
 		return nil, err
 	}
-	cfg, err := mongoConfig(env, uri)
+	cfg, err := mongoconn.ConfigFile(env, uri)
 	if err != nil {
 		return nil, err
 	}
 	defer os.Remove(cfg)
-	cl, err := mongoConnect(uri)
+	cl, err := mongoconn.Connect(uri)
 	if err != nil {
 		return nil, err
 	}
@@ -252,10 +254,10 @@ func runMongorestore(ctx context.Context, env *engine.Env, p *MongorestoreParams
 			}
 		}()
 	}
-	counter := newMongoCounter()
+	counter := mongoconn.NewCounter()
 	start := time.Now()
-	_, err = runFed(ctx, proc.Cmd{Name: p.Mongorestore, Args: p.args(cfg), Env: env.Environ, Secrets: env.Secrets, Stderr: counter}, src)
-	targets, _, total, failed := counter.result()
+	_, err = proc.RunFed(ctx, proc.Cmd{Name: p.Mongorestore, Args: p.args(cfg), Env: env.Environ, Secrets: env.Secrets, Stderr: counter}, src)
+	targets, _, total, failed := counter.Result()
 	out = engine.Outputs{"documents": total, "failures": failed, "duration_ms": time.Since(start).Milliseconds()}
 	if err != nil {
 		return out, fmt.Errorf("restore of %s failed: %w", p.Input, err)
@@ -265,7 +267,7 @@ func runMongorestore(ctx context.Context, env *engine.Env, p *MongorestoreParams
 	}
 	counts := map[string]int64{}
 	for _, ns := range slices.Sorted(maps.Keys(targets)) {
-		n, err := mongoCountDocuments(ctx, cl, ns)
+		n, err := mongoconn.CountDocuments(ctx, cl, ns)
 		if err != nil {
 			return out, fmt.Errorf("restore of %s: %w", p.Input, err)
 		}

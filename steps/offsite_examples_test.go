@@ -11,7 +11,12 @@ import (
 )
 
 func TestOffsiteExamplesDecode(t *testing.T) {
-	for _, typ := range []*engine.Type{Restic.Type(), Rclone.Type(), HealthcheckPing.Type()} {
+	for _, typ := range []*engine.Type{
+		ResticInit.Type(), ResticBackup.Type(), ResticForget.Type(), ResticCheck.Type(), ResticSnapshots.Type(),
+		ResticRestore.Type(), ResticDump.Type(), ResticUnlock.Type(), ResticCopy.Type(),
+		RcloneSync.Type(), RcloneCopy.Type(), RcloneCheck.Type(), RcloneLsf.Type(), RcloneSize.Type(), RcloneDelete.Type(),
+		HealthcheckPing.Type(),
+	} {
 		var node yaml.Node
 		require.NoError(t, yaml.Unmarshal([]byte(typ.Example), &node), typ.Name)
 		_, probs := typ.Decode(node.Content[0], true)

@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/planrun/planrun/engine"
+	"github.com/planrun/planrun/steps/internal/pgconn"
 )
 
 // pgCountsDB adds to a pgScratchDB what the count rules are about: another
@@ -91,7 +92,7 @@ func TestPgDumpCountsFollowSelection(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			truth := map[string]int64{}
 			for k := range tc.want {
-				n, _ := strconv.ParseInt(psqlT(t, db, "SELECT count(*) FROM "+quoteIdent(strings.TrimPrefix(k, "rows:"))), 10, 64)
+				n, _ := strconv.ParseInt(psqlT(t, db, "SELECT count(*) FROM "+pgconn.QuoteIdent(strings.TrimPrefix(k, "rows:"))), 10, 64)
 				truth[k] = n
 			}
 			if !maps.Equal(truth, tc.want) {
@@ -343,7 +344,7 @@ func TestPgDumpInverseScratchRoundTrip(t *testing.T) {
 	renv := dbEnv(t, "PLANRUN_T_PGPW=unused-with-trust")
 	renv.Secrets.Add(PgRestore.Type().SecretValues(p)...)
 	t.Cleanup(func() {
-		exec.Command("psql", "-X", "-q", "-d", "postgres", "-c", "DROP DATABASE IF EXISTS "+quoteIdent(db+suffix)+" WITH (FORCE)").Run()
+		exec.Command("psql", "-X", "-q", "-d", "postgres", "-c", "DROP DATABASE IF EXISTS "+pgconn.QuoteIdent(db+suffix)+" WITH (FORCE)").Run()
 	})
 	res, err := PgRestore.Run(context.Background(), renv, p)
 	if err != nil {

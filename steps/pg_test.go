@@ -12,10 +12,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
+
 	"syscall"
 	"testing"
 
+	"github.com/planrun/planrun/engine"
 	"github.com/planrun/planrun/internal/testenv"
 )
 
@@ -93,11 +94,13 @@ func TestPgDumpRestoreRoundTrip(t *testing.T) {
 			if tc.encrypt {
 				enc = "\nencrypt: {recipients: [" + recip + "]}"
 			}
-			res, err := dbRun(t, PgDump, dbEnv(t), fmt.Sprintf("database: %s\nformat: %s\ncompress: %s\noutput: %s%s",
+			env := dbEnv(t)
+			res, err := dbRun(t, PgDump, env, fmt.Sprintf("database: %s\nformat: %s\ncompress: %s\noutput: %s%s",
 				db, tc.format, tc.compress, out, enc))
 			if err != nil {
 				t.Fatal(err)
 			}
+			assertCountedOnce(t, env, res)
 			if v, _ := res["server_version"].(string); !strings.HasPrefix(v, "15") {
 				t.Errorf("server_version = %q", res["server_version"])
 			}
@@ -116,7 +119,7 @@ func TestPgDumpRestoreRoundTrip(t *testing.T) {
 			} else {
 				restore += "\nsingle_transaction: true"
 			}
-			env := dbEnv(t)
+			env = dbEnv(t)
 			rres, err := dbRun(t, PgRestore, env, restore)
 			if err != nil {
 				t.Fatal(err)
@@ -172,14 +175,12 @@ func TestPgDumpFailureAfterStreamingDiscardsArtifact(t *testing.T) {
 	}
 	dir := t.TempDir()
 	env := dbEnv(t)
-	var streamed atomic.Int64
-	env.Progress = func(n int64) { streamed.Store(n) }
 	_, err := dbRun(t, PgDump, env, fmt.Sprintf("database: %s\npg_dump: %s\noutput: %s/db.dump.zst", db, wrapper, dir))
 	if err == nil || !strings.Contains(err.Error(), "permission denied for table secrets") || !strings.Contains(err.Error(), "exit status 1") {
 		t.Fatalf("err = %v", err)
 	}
-	if streamed.Load() < 100<<10 {
-		t.Fatalf("only %d bytes streamed: the failure was not after streaming", streamed.Load())
+	if streamed := env.Progress.Done(); streamed < 100<<10 {
+		t.Fatalf("only %d bytes streamed: the failure was not after streaming", streamed)
 	}
 	dbNoArtifact(t, dir)
 }
@@ -192,7 +193,7 @@ func TestPgDumpKilledMidStreamDiscardsArtifact(t *testing.T) {
 	env := dbEnv(t)
 	var once sync.Once
 	killed := make(chan int, 1)
-	env.Progress = func(n int64) {
+	env.Progress = engine.NewProgress(func(n int64) {
 		if n < 1<<20 {
 			return
 		}
@@ -203,7 +204,7 @@ func TestPgDumpKilledMidStreamDiscardsArtifact(t *testing.T) {
 			}
 			killed <- pid
 		})
-	}
+	}, nil)
 	_, err := dbRun(t, PgDump, env, fmt.Sprintf("database: %s\noutput: %s/db.dump.zst", db, dir))
 	if pid := <-killed; pid <= 0 {
 		t.Fatal("pg_dump process not found to kill")

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"mime/multipart"
-	"net/http"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -17,12 +16,12 @@ import (
 
 	"github.com/planrun/planrun/engine"
 	"github.com/planrun/planrun/steps/internal/artifact"
-	"github.com/planrun/planrun/steps/internal/httpx"
+	"github.com/planrun/planrun/steps/internal/qdrantapi"
 )
 
 // QdrantRestoreParams are the params of qdrant-restore.
 type QdrantRestoreParams struct {
-	QdrantConn           `yaml:",inline"`
+	qdrantapi.Conn       `yaml:",inline"`
 	Collection           string `yaml:"collection" required:"true" doc:"collection to recover (created if missing, overwritten if present)"`
 	Input                string `yaml:"input" doc:"collection snapshot artifact to upload (decrypted and decompressed on the fly)"`
 	Location             string `yaml:"location" doc:"instead of input: a URL or file:// path the Qdrant server itself fetches the snapshot from"`
@@ -89,7 +88,7 @@ failed half-way.`,
 	Example: "url: http://localhost:6333\ncollection: docs_drill\ninput: /backups/qdrant/docs.snapshot.zst\nidentity_file: /etc/planrun/restore.key",
 	Preview: func(env *engine.Env, p *QdrantRestoreParams) []string {
 		coll := p.URL + "/collections/" + url.PathEscape(p.Collection)
-		base := p.URL + qdrantSnapshotsPath(p.Collection)
+		base := p.URL + qdrantapi.SnapshotsPath(p.Collection)
 		var out []string
 		if p.DeleteAfter || p.IfExists == "fail" {
 			out = append(out, "get: "+coll+" (must not exist)")
@@ -110,12 +109,12 @@ failed half-way.`,
 
 func runQdrantRestore(ctx context.Context, env *engine.Env, p *QdrantRestoreParams) (out engine.Outputs, err error) {
 	start := time.Now()
-	q, err := p.client(env)
+	q, err := p.Client(env)
 	if err != nil {
 		return nil, err
 	}
 	if p.DeleteAfter || p.IfExists == "fail" {
-		exists, xerr := q.collectionExists(ctx, p.Collection)
+		exists, xerr := q.CollectionExists(ctx, p.Collection)
 		if xerr != nil {
 			return nil, xerr
 		}
@@ -131,7 +130,7 @@ func runQdrantRestore(ctx context.Context, env *engine.Env, p *QdrantRestorePara
 			// Also after a failure or cancellation (bounded): the collection is scratch.
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 			defer cancel()
-			derr := q.deleteCollection(dctx, p.Collection)
+			derr := q.DeleteCollection(dctx, p.Collection)
 			if derr != nil {
 				derr = fmt.Errorf("delete_after: deleting scratch collection %s: %w", p.Collection, derr)
 				if err == nil {
@@ -151,66 +150,26 @@ func runQdrantRestore(ctx context.Context, env *engine.Env, p *QdrantRestorePara
 	if err != nil {
 		return nil, err
 	}
-	n, err := q.countPoints(ctx, p.Collection)
+	n, err := q.CountPoints(ctx, p.Collection)
 	if err != nil {
 		return nil, err
 	}
 	out = engine.Outputs{"collection": p.Collection, "bytes_sent": sent, "deleted": false,
-		"counts": map[string]int64{pointsKey(p.sourceName()): n}}
+		"counts": map[string]int64{qdrantapi.PointsKey(p.sourceName()): n}}
 	env.Log.Info("qdrant collection restored", "collection", p.Collection, "points", n)
 	out["duration_ms"] = time.Since(start).Milliseconds()
 	return out, nil
 }
 
-// deleteCollection deletes a collection; one that is not there (a restore
-// that failed before creating it) is not an error.
-func (q *qdrantClient) deleteCollection(ctx context.Context, name string) error {
-	path := "/collections/" + url.PathEscape(name)
-	req, err := q.request(ctx, http.MethodDelete, path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := q.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("qdrant DELETE %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotFound {
-		return nil
-	}
-	return fmt.Errorf("qdrant DELETE %s: %w", path, httpx.NewStatusError(resp, q.base+path))
-}
-
-// collectionExists asks GET /collections/{name}: 200 exists, 404 does not.
-func (q *qdrantClient) collectionExists(ctx context.Context, name string) (bool, error) {
-	req, err := q.request(ctx, http.MethodGet, "/collections/"+url.PathEscape(name), nil)
-	if err != nil {
-		return false, err
-	}
-	resp, err := q.http.Do(req)
-	if err != nil {
-		return false, fmt.Errorf("qdrant GET /collections/%s: %w", name, err)
-	}
-	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return true, nil
-	case http.StatusNotFound:
-		return false, nil
-	}
-	return false, fmt.Errorf("qdrant GET /collections/%s: %w", name, httpx.NewStatusError(resp, q.base+"/collections/"+name))
-}
-
 // restore recovers p.Collection from the input or the location and
 // returns the snapshot bytes uploaded.
-func (p *QdrantRestoreParams) restore(ctx context.Context, env *engine.Env, q *qdrantClient) (int64, error) {
-	base := qdrantSnapshotsPath(p.Collection)
+func (p *QdrantRestoreParams) restore(ctx context.Context, env *engine.Env, q *qdrantapi.Client) (int64, error) {
 	if p.Location != "" {
 		body := map[string]string{"location": p.Location, "priority": p.Priority}
 		if p.Checksum != "" {
 			body["checksum"] = p.Checksum
 		}
-		if err := q.call(ctx, http.MethodPut, base+"/recover?wait=true", body, nil); err != nil {
+		if err := q.Recover(ctx, p.Collection, body); err != nil {
 			return 0, fmt.Errorf("recover %s from %s: %w", p.Collection, env.Secrets.Redact(p.Location), err)
 		}
 		return 0, nil
@@ -232,12 +191,7 @@ func (p *QdrantRestoreParams) restore(ctx context.Context, env *engine.Env, q *q
 	if p.Checksum != "" {
 		query.Set("checksum", p.Checksum)
 	}
-	req, err := q.request(ctx, http.MethodPost, base+"/upload?"+query.Encode(), body)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "multipart/form-data; boundary="+boundary)
-	if err := q.do(req, nil); err != nil {
+	if err := q.Upload(ctx, p.Collection, query, body, "multipart/form-data; boundary="+boundary); err != nil {
 		return 0, fmt.Errorf("upload %s to collection %s: %w", p.Input, p.Collection, err)
 	}
 	return sent.get(), nil

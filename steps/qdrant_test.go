@@ -46,6 +46,7 @@ func TestQdrantSnapshotRoundTripEncrypted(t *testing.T) {
 	if res["path"] != out || res["size"].(int64) <= 0 || res["bytes_in"].(int64) < 8<<20 {
 		t.Fatalf("outputs: %v", res)
 	}
+	assertCountedOnce(t, env, res)
 	if names := d.SnapshotNames("docs"); len(names) != 0 {
 		t.Errorf("server-side snapshots not deleted: %v", names)
 	}

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -47,11 +48,6 @@ func rcloneCLI(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
-func runRcloneStep(t *testing.T, env *engine.Env, with string) (engine.Outputs, error) {
-	t.Helper()
-	return Rclone.Run(context.Background(), env, decodeWith(t, Rclone, with))
-}
-
 // rcloneEnv is a step env whose environment has AWS_CA_BUNDLE set, as
 // this machine's does: the step must strip it for rclone 1.60.
 func rcloneEnv(t *testing.T) *engine.Env {
@@ -73,7 +69,7 @@ func TestRcloneIntegrationCopyVerifiedByRcloneCheck(t *testing.T) {
 	env := rcloneEnv(t)
 	src := numberedFiles(t, 6)
 
-	out, err := runRcloneStep(t, env, "command: copy\nsource: "+src+"\ndest: "+remote)
+	out, err := runDef(t, RcloneCopy, env, "source: "+src+"\ndest: "+remote)
 	require.NoError(t, err)
 	assert.Equal(t, int64(6), out["files"])
 	var total int64
@@ -91,19 +87,19 @@ func TestRcloneIntegrationCopyVerifiedByRcloneCheck(t *testing.T) {
 	_, err = rcloneCLI(t, "check", src, remote)
 	require.NoError(t, err, "rclone check after the copy step")
 
-	out, err = runRcloneStep(t, env, "command: size\nsource: "+remote)
+	out, err = runDef(t, RcloneSize, env, "source: "+remote)
 	require.NoError(t, err)
 	assert.Equal(t, int64(6), out["count"])
 	assert.Equal(t, total, out["bytes"])
 
-	out, err = runRcloneStep(t, env, "command: lsf\nsource: "+remote)
+	out, err = runDef(t, RcloneLsf, env, "source: "+remote)
 	require.NoError(t, err)
 	list := out["list"].([]string)
 	sort.Strings(list)
 	assert.Equal(t, int64(6), out["count"])
 	assert.Equal(t, "dir0/file00.dump", list[0])
 
-	out, err = runRcloneStep(t, env, "command: check\nsource: "+src+"\ndest: "+remote)
+	out, err = runDef(t, RcloneCheck, env, "source: "+src+"\ndest: "+remote)
 	require.NoError(t, err)
 	assert.Equal(t, true, out["ok"])
 	assert.Equal(t, int64(6), out["matches"])
@@ -111,7 +107,7 @@ func TestRcloneIntegrationCopyVerifiedByRcloneCheck(t *testing.T) {
 	// A changed and an extra local file: check reports both and fails.
 	require.NoError(t, os.WriteFile(filepath.Join(src, "dir0", "file00.dump"), []byte("changed!"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(src, "new.dump"), []byte("new"), 0o644))
-	out, err = runRcloneStep(t, env, "command: check\nsource: "+src+"\ndest: "+remote)
+	out, err = runDef(t, RcloneCheck, env, "source: "+src+"\ndest: "+remote)
 	require.Error(t, err)
 	assert.Equal(t, false, out["ok"])
 	assert.Equal(t, int64(1), out["differences"])
@@ -124,7 +120,7 @@ func TestRcloneIntegrationSyncDeleteGuard(t *testing.T) {
 	remote := rcloneRemote(t)
 	env := rcloneEnv(t)
 	src := numberedFiles(t, 10)
-	out, err := runRcloneStep(t, env, "command: sync\nsource: "+src+"\ndest: "+remote)
+	out, err := runDef(t, RcloneSync, env, "source: "+src+"\ndest: "+remote)
 	require.NoError(t, err)
 	assert.Equal(t, int64(10), out["files"])
 	assert.Equal(t, int64(0), out["planned_deletes"])
@@ -134,7 +130,7 @@ func TestRcloneIntegrationSyncDeleteGuard(t *testing.T) {
 	for i := 0; i < 7; i++ {
 		require.NoError(t, os.Remove(filepath.Join(src, fmt.Sprintf("dir%d/file%02d.dump", i%2, i))))
 	}
-	out, err = runRcloneStep(t, env, "command: sync\nsource: "+src+"\ndest: "+remote)
+	out, err = runDef(t, RcloneSync, env, "source: "+src+"\ndest: "+remote)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "refused: it would delete 7 of 10 files (70%)")
 	assert.Equal(t, int64(7), out["planned_deletes"])
@@ -143,7 +139,7 @@ func TestRcloneIntegrationSyncDeleteGuard(t *testing.T) {
 	assert.Len(t, strings.Fields(listing), 10, "a refused sync deletes nothing")
 
 	// Within a raised limit the sync deletes them, and rclone check agrees.
-	out, err = runRcloneStep(t, env, "command: sync\nsource: "+src+"\ndest: "+remote+"\nmax_delete_percent: 80")
+	out, err = runDef(t, RcloneSync, env, "source: "+src+"\ndest: "+remote+"\nmax_delete_percent: 80")
 	require.NoError(t, err)
 	assert.Equal(t, int64(7), out["deletes"])
 	_, err = rcloneCLI(t, "check", src, remote)
@@ -151,7 +147,7 @@ func TestRcloneIntegrationSyncDeleteGuard(t *testing.T) {
 
 	// An empty source against a populated dest: 100% deletes, refused.
 	empty := t.TempDir()
-	_, err = runRcloneStep(t, env, "command: sync\nsource: "+empty+"\ndest: "+remote)
+	_, err = runDef(t, RcloneSync, env, "source: "+empty+"\ndest: "+remote)
 	require.Error(t, err)
 	listing, err = rcloneCLI(t, "lsf", "-R", "--files-only", remote)
 	require.NoError(t, err)
@@ -166,7 +162,7 @@ func TestRcloneIntegrationMaxDeleteSecondGuard(t *testing.T) {
 	remote := rcloneRemote(t)
 	env := rcloneEnv(t)
 	src := numberedFiles(t, 4)
-	_, err := runRcloneStep(t, env, "command: copy\nsource: "+src+"\ndest: "+remote)
+	_, err := runDef(t, RcloneCopy, env, "source: "+src+"\ndest: "+remote)
 	require.NoError(t, err)
 	empty := t.TempDir()
 
@@ -175,11 +171,50 @@ func TestRcloneIntegrationMaxDeleteSecondGuard(t *testing.T) {
 	wrapper := filepath.Join(t.TempDir(), "rclone-wrapper")
 	script := "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --dry-run ] && exit 0; done\nexec " + realRclone + " \"$@\"\n"
 	require.NoError(t, os.WriteFile(wrapper, []byte(script), 0o755))
-	out, err := runRcloneStep(t, env, "command: sync\nsource: "+empty+"\ndest: "+remote+"\nbinary: "+wrapper)
+	out, err := runDef(t, RcloneSync, env, "source: "+empty+"\ndest: "+remote+"\nbinary: "+wrapper)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "max-delete")
 	assert.Equal(t, int64(4), out["dest_files"])
 	listing, err := rcloneCLI(t, "lsf", "-R", "--files-only", remote)
 	require.NoError(t, err)
 	assert.GreaterOrEqual(t, len(strings.Fields(listing)), 2, "at most 50% deleted")
+}
+
+// Off-site retention by age: rclone-delete removes only the copies older
+// than min_age (rclone copy keeps the local files' times), and refuses
+// when that would be most of them (backups that stopped arriving).
+func TestRcloneIntegrationDeleteByAge(t *testing.T) {
+	remote := rcloneRemote(t)
+	env := rcloneEnv(t)
+	src := numberedFiles(t, 10)
+	old := time.Now().Add(-40 * 24 * time.Hour)
+	for i := 0; i < 3; i++ {
+		require.NoError(t, os.Chtimes(filepath.Join(src, fmt.Sprintf("dir%d/file%02d.dump", i%2, i)), old, old))
+	}
+	_, err := runDef(t, RcloneCopy, env, "source: "+src+"\ndest: "+remote)
+	require.NoError(t, err)
+
+	out, err := runDef(t, RcloneDelete, env, "source: "+remote+"\nmin_age: 30d")
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), out["planned_deletes"])
+	assert.Equal(t, int64(3), out["deletes"])
+	listing, err := rcloneCLI(t, "lsf", "-R", "--files-only", remote)
+	require.NoError(t, err)
+	assert.Len(t, strings.Fields(listing), 7)
+	assert.NotContains(t, listing, "file00.dump")
+
+	// Backups stopped arriving: every copy is old, deleting them all is refused.
+	stale := rcloneRemote(t)
+	for i := 3; i < 10; i++ {
+		require.NoError(t, os.Chtimes(filepath.Join(src, fmt.Sprintf("dir%d/file%02d.dump", i%2, i)), old, old))
+	}
+	_, err = runDef(t, RcloneCopy, env, "source: "+src+"\ndest: "+stale)
+	require.NoError(t, err)
+	out, err = runDef(t, RcloneDelete, env, "source: "+stale+"\nmin_age: 30d")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "refused: it would delete 10 of 10 files (100%)")
+	assert.Equal(t, int64(10), out["planned_deletes"])
+	listing, err = rcloneCLI(t, "lsf", "-R", "--files-only", stale)
+	require.NoError(t, err)
+	assert.Len(t, strings.Fields(listing), 10, "a refused delete deletes nothing")
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/planrun/planrun/steps/internal/artifact"
 	"github.com/planrun/planrun/steps/internal/childenv"
 	"github.com/planrun/planrun/steps/internal/proc"
+	"github.com/planrun/planrun/steps/internal/restic"
 )
 
 // offsiteSuffix is a random suffix: the S3 server is shared between test runs.
@@ -70,17 +71,17 @@ func (r *resticRepo) restic(t *testing.T, args ...string) string {
 	return stdout.String()
 }
 
-func (r *resticRepo) snapshots(t *testing.T) []resticSnapshot {
+func (r *resticRepo) snapshots(t *testing.T) []restic.Snapshot {
 	t.Helper()
-	var snaps []resticSnapshot
+	var snaps []restic.Snapshot
 	require.NoError(t, json.Unmarshal([]byte(r.restic(t, "snapshots", "--json")), &snaps))
 	return snaps
 }
 
-func runResticStep(t *testing.T, env *engine.Env, with string) (engine.Outputs, error) {
+// runDef decodes with through def's spec (defaults, validation) and runs it.
+func runDef[P any](t *testing.T, def engine.Def[P], env *engine.Env, with string) (engine.Outputs, error) {
 	t.Helper()
-	p := decodeWith(t, Restic, with)
-	return Restic.Run(context.Background(), env, p)
+	return def.Run(context.Background(), env, decodeWith(t, def, with))
 }
 
 func writeTree(t *testing.T, files map[string]string) string {
@@ -98,15 +99,15 @@ func TestResticIntegrationLocalLifecycle(t *testing.T) {
 	r := newResticRepo(t, "")
 	env, logs := offsiteEnv(t, "run-restic-1")
 
-	out, err := runResticStep(t, env, r.with("command: init"))
+	out, err := runDef(t, ResticInit, env, r.with(""))
 	require.NoError(t, err)
 	assert.Equal(t, true, out["created"])
-	out, err = runResticStep(t, env, r.with("command: init"))
+	out, err = runDef(t, ResticInit, env, r.with(""))
 	require.NoError(t, err)
 	assert.Equal(t, false, out["created"], "init of an existing repository is a no-op")
 
 	src := writeTree(t, map[string]string{"a.txt": "alpha\n", "sub/b.txt": "bravo\n", "skip.tmp": "junk"})
-	out, err = runResticStep(t, env, r.with("command: backup\npaths: ["+src+"]\ntags: [daily]\nhost: db1\nexclude: ['*.tmp']"))
+	out, err = runDef(t, ResticBackup, env, r.with("paths: ["+src+"]\ntags: [daily]\nhost: db1\nexclude: ['*.tmp']"))
 	require.NoError(t, err)
 	id := out["snapshot_id"].(string)
 	assert.Regexp(t, `^[0-9a-f]{8}([0-9a-f]{56})?$`, id)
@@ -128,21 +129,21 @@ func TestResticIntegrationLocalLifecycle(t *testing.T) {
 
 	// Second backup: one changed file.
 	require.NoError(t, os.WriteFile(filepath.Join(src, "a.txt"), []byte("alpha two\n"), 0o644))
-	out, err = runResticStep(t, env, r.with("command: backup\npaths: ["+src+"]\ntags: [daily]\nhost: db1\nexclude: ['*.tmp']"))
+	out, err = runDef(t, ResticBackup, env, r.with("paths: ["+src+"]\ntags: [daily]\nhost: db1\nexclude: ['*.tmp']"))
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), out["files_changed"])
 
-	out, err = runResticStep(t, env, r.with("command: snapshots\ntags: [daily]"))
+	out, err = runDef(t, ResticSnapshots, env, r.with("tags: [daily]"))
 	require.NoError(t, err)
 	assert.Equal(t, 2, out["count"])
 	assert.True(t, strings.HasPrefix(out["latest_id"].(string), out["latest_id"].(string)[:8]))
 
-	out, err = runResticStep(t, env, r.with("command: check\nread_data_subset: 50%"))
+	out, err = runDef(t, ResticCheck, env, r.with("read_data_subset: 50%"))
 	require.NoError(t, err)
 	assert.Equal(t, true, out["ok"])
 
 	target := t.TempDir()
-	_, err = runResticStep(t, env, r.with("command: restore\nsnapshot: latest\ntarget: "+target+"\ninclude: ['a.txt']"))
+	_, err = runDef(t, ResticRestore, env, r.with("snapshot: latest\ntarget: "+target+"\ninclude: ['a.txt']"))
 	require.NoError(t, err)
 	got, err := os.ReadFile(filepath.Join(target, src, "a.txt"))
 	require.NoError(t, err)
@@ -158,16 +159,18 @@ func TestResticIntegrationLocalLifecycle(t *testing.T) {
 func TestResticIntegrationForgetMatchesResticPolicy(t *testing.T) {
 	r := newResticRepo(t, "")
 	env, _ := offsiteEnv(t, "run-restic-2")
-	_, err := runResticStep(t, env, r.with("command: init"))
+	_, err := runDef(t, ResticInit, env, r.with(""))
 	require.NoError(t, err)
 	src := writeTree(t, map[string]string{"f": "0"})
 	for i := 0; i < 4; i++ {
 		require.NoError(t, os.WriteFile(filepath.Join(src, "f"), []byte{byte('0' + i)}, 0o644))
-		_, err := runResticStep(t, env, r.with("command: backup\npaths: ["+src+"]"))
+		_, err := runDef(t, ResticBackup, env, r.with("paths: ["+src+"]"))
 		require.NoError(t, err)
 	}
 	// What restic itself would remove with the same policy.
-	var groups []resticForgetGroup
+	var groups []struct {
+		Remove []restic.Snapshot `json:"remove"`
+	}
 	require.NoError(t, json.Unmarshal([]byte(r.restic(t, "forget", "--dry-run", "--json", "--keep-last", "2")), &groups))
 	var want []string
 	for _, g := range groups {
@@ -177,7 +180,7 @@ func TestResticIntegrationForgetMatchesResticPolicy(t *testing.T) {
 	}
 	require.Len(t, want, 2)
 
-	out, err := runResticStep(t, env, r.with("command: forget\nkeep_last: 2\nprune: true"))
+	out, err := runDef(t, ResticForget, env, r.with("keep_last: 2\nprune: true"))
 	require.NoError(t, err)
 	removed := out["removed"].([]string)
 	sort.Strings(removed)
@@ -196,7 +199,7 @@ func TestResticIntegrationForgetMatchesResticPolicy(t *testing.T) {
 func TestResticIntegrationStdinFileArtifact(t *testing.T) {
 	r := newResticRepo(t, "")
 	env, _ := offsiteEnv(t, "run-restic-3")
-	_, err := runResticStep(t, env, r.with("command: init"))
+	_, err := runDef(t, ResticInit, env, r.with(""))
 	require.NoError(t, err)
 
 	id, err := age.GenerateX25519Identity()
@@ -220,7 +223,7 @@ func TestResticIntegrationStdinFileArtifact(t *testing.T) {
 	_, err = w.Commit()
 	require.NoError(t, err)
 
-	out, err := runResticStep(t, env, r.with("command: backup\nstdin_file: "+path+"\nidentity_file: "+keyFile))
+	out, err := runDef(t, ResticBackup, env, r.with("stdin_file: "+path+"\nidentity_file: "+keyFile))
 	require.NoError(t, err)
 	assert.Equal(t, int64(len(dump)), out["total_bytes"])
 	assert.Equal(t, dump, r.restic(t, "dump", "latest", "app.sql"), "restic stores the plaintext, decompressed stream")
@@ -230,7 +233,7 @@ func TestResticIntegrationStdinFileArtifact(t *testing.T) {
 	require.NoError(t, err)
 	bad := filepath.Join(t.TempDir(), "bad.sql.zst.age")
 	require.NoError(t, os.WriteFile(bad, data[:len(data)-10], 0o600))
-	_, err = runResticStep(t, env, r.with("command: backup\nstdin_file: "+bad+"\nidentity_file: "+keyFile))
+	_, err = runDef(t, ResticBackup, env, r.with("stdin_file: "+bad+"\nidentity_file: "+keyFile))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "restic stopped before saving a snapshot")
 	assert.Len(t, r.snapshots(t), 1, "a partial stream never becomes a snapshot")
@@ -239,16 +242,16 @@ func TestResticIntegrationStdinFileArtifact(t *testing.T) {
 func TestResticIntegrationStdinCommand(t *testing.T) {
 	r := newResticRepo(t, "")
 	env, _ := offsiteEnv(t, "run-restic-4")
-	_, err := runResticStep(t, env, r.with("command: init"))
+	_, err := runDef(t, ResticInit, env, r.with(""))
 	require.NoError(t, err)
 
-	out, err := runResticStep(t, env, r.with("command: backup\nstdin_command: [sh, -c, 'seq 1 50000']\nstdin_filename: seq.txt"))
+	out, err := runDef(t, ResticBackup, env, r.with("stdin_command: [sh, -c, 'seq 1 50000']\nstdin_filename: seq.txt"))
 	require.NoError(t, err)
 	assert.NotEmpty(t, out["snapshot_id"])
 	assert.Equal(t, 50000, strings.Count(r.restic(t, "dump", "latest", "seq.txt"), "\n"))
 
 	// The producer writes data, then fails: restic must not save it.
-	_, err = runResticStep(t, env, r.with("command: backup\nstdin_command: [sh, -c, 'seq 1 50000; exit 3']\nstdin_filename: seq.txt"))
+	_, err = runDef(t, ResticBackup, env, r.with("stdin_command: [sh, -c, 'seq 1 50000; exit 3']\nstdin_filename: seq.txt"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "exit status 3")
 	assert.Len(t, r.snapshots(t), 1, "a failed producer leaves no snapshot")
@@ -264,9 +267,17 @@ func TestResticIntegrationSecretsNotInArgv(t *testing.T) {
 	require.NoError(t, os.WriteFile(wrapper, []byte("#!/bin/sh\necho \"$0 $*\" >> "+argvLog+"\nexec "+realRestic+" \"$@\"\n"), 0o755))
 	env, _ := offsiteEnv(t, "run-restic-5")
 	src := writeTree(t, map[string]string{"x": "y"})
-	for _, w := range []string{"command: init", "command: backup\npaths: [" + src + "]", "command: forget\nkeep_last: 1\nprune: true", "command: snapshots"} {
-		_, err := runResticStep(t, env, r.with("binary: "+wrapper+"\n"+w))
-		require.NoError(t, err, w)
+	for _, run := range []func(with string) (engine.Outputs, error){
+		func(w string) (engine.Outputs, error) { return runDef(t, ResticInit, env, w) },
+		func(w string) (engine.Outputs, error) { return runDef(t, ResticBackup, env, w+"paths: ["+src+"]") },
+		func(w string) (engine.Outputs, error) {
+			return runDef(t, ResticForget, env, w+"keep_last: 1\nprune: true")
+		},
+		func(w string) (engine.Outputs, error) { return runDef(t, ResticSnapshots, env, w) },
+		func(w string) (engine.Outputs, error) { return runDef(t, ResticUnlock, env, w) },
+	} {
+		_, err := run(r.with("binary: " + wrapper + "\n"))
+		require.NoError(t, err)
 	}
 	argv, err := os.ReadFile(argvLog)
 	require.NoError(t, err)
@@ -286,11 +297,11 @@ func TestResticIntegrationS3Repository(t *testing.T) {
 		purgeAfter(t, "tests3:"+b+"/restic-planrun-test-"+sfx)
 	}
 	env, logs := offsiteEnv(t, "run-restic-s3")
-	out, err := runResticStep(t, env, r.with("command: init"))
+	out, err := runDef(t, ResticInit, env, r.with(""))
 	require.NoError(t, err)
 	assert.Equal(t, true, out["created"])
 	src := writeTree(t, map[string]string{"db.dump": strings.Repeat("s3 data\n", 1000)})
-	out, err = runResticStep(t, env, r.with("command: backup\npaths: ["+src+"]\ntags: [offsite]"))
+	out, err = runDef(t, ResticBackup, env, r.with("paths: ["+src+"]\ntags: [offsite]"))
 	require.NoError(t, err)
 	snaps := r.snapshots(t)
 	require.Len(t, snaps, 1)
@@ -309,11 +320,11 @@ func TestResticIntegrationRcloneRepository(t *testing.T) {
 	// This environment's CA bundle variable breaks rclone 1.60's S3 client:
 	// the step must strip it for restic's rclone child.
 	env.Environ = childenv.Set(env.Environ, "AWS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
-	out, err := runResticStep(t, env, r.with("command: init"))
+	out, err := runDef(t, ResticInit, env, r.with(""))
 	require.NoError(t, err)
 	assert.Equal(t, true, out["created"])
 	src := writeTree(t, map[string]string{"a": "over rclone\n"})
-	out, err = runResticStep(t, env, r.with("command: backup\npaths: ["+src+"]"))
+	out, err = runDef(t, ResticBackup, env, r.with("paths: ["+src+"]"))
 	require.NoError(t, err)
 	snaps := r.snapshots(t)
 	require.Len(t, snaps, 1)
@@ -324,14 +335,14 @@ func TestResticIntegrationRcloneRepository(t *testing.T) {
 func TestResticIntegrationCancelledStdinBackupSavesNothing(t *testing.T) {
 	r := newResticRepo(t, "")
 	env, _ := offsiteEnv(t, "run-restic-6")
-	_, err := runResticStep(t, env, r.with("command: init"))
+	_, err := runDef(t, ResticInit, env, r.with(""))
 	require.NoError(t, err)
 	// The producer never finishes; the step's deadline (the runner's
 	// timeout) must stop both processes without a snapshot.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	p := decodeWith(t, Restic, r.with("command: backup\nstdin_command: [sh, -c, 'seq 1 1000; exec sleep 600']"))
-	_, err = Restic.Run(ctx, env, p)
+	p := decodeWith(t, ResticBackup, r.with("stdin_command: [sh, -c, 'seq 1 1000; exec sleep 600']"))
+	_, err = ResticBackup.Run(ctx, env, p)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Empty(t, r.snapshots(t))

@@ -4,128 +4,107 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
 
 	"github.com/planrun/planrun/engine"
-	"github.com/planrun/planrun/steps/internal/lines"
+	"github.com/planrun/planrun/steps/internal/restic"
 )
-
-// Lines captured from Debian's restic 0.14.0 (backup --json, forget --json --prune).
-const (
-	restic014BackupOut = `{"message_type":"status","percent_done":0,"total_files":1,"total_bytes":6}
-{"message_type":"status","percent_done":0.5,"total_files":2,"files_done":1,"total_bytes":12,"bytes_done":6}
-{"message_type":"error","error":{"Op":"open","Path":"/data/locked","Err":13},"during":"archival","item":"/data/locked"}
-{"message_type":"summary","files_new":2,"files_changed":0,"files_unmodified":0,"dirs_new":2,"dirs_changed":0,"dirs_unmodified":0,"data_blobs":2,"tree_blobs":3,"data_added":1413,"total_files_processed":2,"total_bytes_processed":12,"total_duration":0.208623235,"snapshot_id":"3507bde2"}
-`
-	restic014ForgetOut = `[{"tags":null,"host":"","paths":null,"keep":[{"time":"2026-11-21T23:45:38.425409498Z","tree":"c48c","paths":["/db.dump"],"hostname":"vm","username":"root","id":"f86fd92618e28275d8aee10cef3d9fcdba336bf3a40088c1225a3e316eb03c4f","short_id":"f86fd926"}],"remove":[{"time":"2026-11-21T23:45:37.723527747Z","tree":"2070","paths":["/tmp/rx/data"],"hostname":"vm","username":"root","id":"85a0e20fd7bdeeb5d7340cd502562931b463742e47d55e1f0ed9377e2f886191","short_id":"85a0e20f"},{"time":"2026-11-21T23:45:37.026999049Z","tree":"6a18","paths":["/tmp/rx/data"],"hostname":"h1","username":"root","tags":["t1"],"id":"3507bde273e40feb2026ef686944ee46ba3785d648ab7f47db70629644625e5c","short_id":"3507bde2"}],"reasons":[]}]
-loading indexes...
-to delete:             8 blobs / 1.583 KiB
-done
-`
-)
-
-func TestResticBackupParser(t *testing.T) {
-	var progress []int64
-	p := &resticBackupParser{progress: func(n int64) { progress = append(progress, n) }}
-	lw := lines.New(p.line)
-	_, _ = lw.Write([]byte(restic014BackupOut[:100])) // split mid-line
-	_, _ = lw.Write([]byte(restic014BackupOut[100:]))
-	lw.Flush()
-	require.NotNil(t, p.summary)
-	assert.Equal(t, "3507bde2", p.summary.SnapshotID)
-	assert.Equal(t, int64(1413), p.summary.DataAdded)
-	assert.Equal(t, int64(12), p.summary.TotalBytesProcessed)
-	assert.Equal(t, int64(2), p.summary.FilesNew)
-	assert.Equal(t, []int64{6}, progress)
-	assert.Len(t, p.errors, 1)
-	assert.True(t, strings.HasPrefix(p.errors[0], "/data/locked"))
-
-	// 0.18 reports the full id and exit errors as JSON.
-	p2 := &resticBackupParser{}
-	p2.line([]byte(`{"message_type":"summary","files_new":1,"data_added":5,"snapshot_id":"` + strings.Repeat("ab", 32) + `"}`))
-	p2.line([]byte(`{"message_type":"exit_error","code":1,"message":"Fatal: boom"}`))
-	assert.Len(t, p2.summary.SnapshotID, 64)
-	assert.Equal(t, []string{"Fatal: boom"}, p2.errors)
-}
-
-func TestResticParseForgetIgnoresPruneText(t *testing.T) {
-	removed, kept, err := parseForget([]byte(restic014ForgetOut))
-	require.NoError(t, err)
-	assert.Equal(t, []string{
-		"85a0e20fd7bdeeb5d7340cd502562931b463742e47d55e1f0ed9377e2f886191",
-		"3507bde273e40feb2026ef686944ee46ba3785d648ab7f47db70629644625e5c",
-	}, removed)
-	assert.Equal(t, []string{"f86fd92618e28275d8aee10cef3d9fcdba336bf3a40088c1225a3e316eb03c4f"}, kept)
-	_, _, err = parseForget([]byte("Fatal: something\n"))
-	assert.Error(t, err)
-}
-
-func TestResticParseInitID(t *testing.T) {
-	assert.Equal(t, "08c8ec4c18", parseInitID("created restic repository 08c8ec4c18 at /tmp/rx/repo\n\nPlease note..."))
-	assert.Equal(t, "a1b2", parseInitID(`{"message_type":"initialized","id":"a1b2","repository":"/r"}`))
-	assert.Equal(t, "", parseInitID("nothing"))
-}
 
 func TestResticArgs(t *testing.T) {
-	p := decodeWith(t, Restic, "command: backup\npaths: [/backups/mongo]\ntags: [daily]\nhost: db1\nexclude: ['*.tmp']\nexclude_file: [/etc/ex]")
-	assert.Equal(t, []string{"backup", "--json", "--tag", "daily", "--host", "db1", "--exclude", "*.tmp", "--exclude-file", "/etc/ex", "/backups/mongo"}, p.backupArgs("paths"))
-	p.Paths = []string{"-odd"}
-	assert.Equal(t, []string{"--", "-odd"}, p.backupArgs("paths")[10:])
+	b := decodeWith(t, ResticBackup, "paths: [/backups/mongo]\ntags: [daily]\nhost: db1\nexclude: ['*.tmp']\nexclude_file: [/etc/ex]")
+	assert.Equal(t, []string{"backup", "--json", "--tag", "daily", "--host", "db1", "--exclude", "*.tmp", "--exclude-file", "/etc/ex", "/backups/mongo"}, b.args("paths"))
+	b.Paths = []string{"-odd"}
+	assert.Equal(t, []string{"--", "-odd"}, b.args("paths")[10:])
 
-	p = decodeWith(t, Restic, "command: backup\nstdin_file: /backups/db.dump.zst.age")
-	assert.Equal(t, []string{"backup", "--json", "--stdin", "--stdin-filename", "db.dump"}, p.backupArgs("stdin"))
-	p = decodeWith(t, Restic, "command: backup\nstdin_command: [pg_dump, -Fc, app]\nstdin_filename: app.pgdump")
-	assert.Equal(t, []string{"backup", "--json", "--stdin-from-command", "--stdin-filename", "app.pgdump", "--", "pg_dump", "-Fc", "app"}, p.backupArgs("from-command"))
+	b = decodeWith(t, ResticBackup, "stdin_file: /backups/db.dump.zst.age")
+	assert.Equal(t, []string{"backup", "--json", "--stdin", "--stdin-filename", "db.dump"}, b.args("stdin"))
+	b = decodeWith(t, ResticBackup, "stdin_command: [pg_dump, -Fc, app]\nstdin_filename: app.pgdump")
+	assert.Equal(t, []string{"backup", "--json", "--stdin-from-command", "--stdin-filename", "app.pgdump", "--", "pg_dump", "-Fc", "app"}, b.args("from-command"))
 
-	p = decodeWith(t, Restic, "command: forget\nkeep_last: 3\nkeep_daily: 7\nkeep_within: 36h\nprune: true\ntags: [daily]")
+	f := decodeWith(t, ResticForget, "keep_last: 3\nkeep_daily: 7\nkeep_within: 36h\nprune: true\ntags: [daily]")
 	assert.Equal(t, []string{"forget", "--json", "--keep-last", "3", "--keep-daily", "7", "--keep-within", "1d12h",
-		"--group-by", "host,paths", "--tag", "daily", "--prune"}, p.forgetArgs())
+		"--group-by", "host,paths", "--tag", "daily", "--prune"}, f.args())
 
-	p = decodeWith(t, Restic, "command: check\nread_data_subset: 10%")
-	assert.Equal(t, []string{"check", "--read-data-subset", "10%"}, p.checkArgs())
-	p = decodeWith(t, Restic, "command: restore\ntarget: /restore\ninclude: [/db]\nhost: db1")
-	assert.Equal(t, []string{"restore", "latest", "--target", "/restore", "--include", "/db", "--host", "db1"}, p.restoreArgs())
+	c := decodeWith(t, ResticCheck, "read_data_subset: 10%")
+	assert.Equal(t, []string{"check", "--read-data-subset", "10%"}, c.args())
+	r := decodeWith(t, ResticRestore, "target: /restore\ninclude: [/db]\nhost: db1")
+	assert.Equal(t, []string{"restore", "latest", "--target", "/restore", "--include", "/db", "--host", "db1"}, r.args("latest"))
+	assert.Equal(t, []string{"restore", "abcd1234", "--target", "/restore", "--include", "/db"}, r.args("abcd1234"),
+		"a resolved id needs no filter")
+	u := decodeWith(t, ResticUnlock, "")
+	assert.Equal(t, []string{"unlock"}, u.args(), "only stale locks unless asked")
+	u = decodeWith(t, ResticUnlock, "remove_all: true")
+	assert.Equal(t, []string{"unlock", "--remove-all"}, u.args())
+	cp := decodeWith(t, ResticCopy, "dest_repository: /offsite\ntags: [daily]")
+	assert.Equal(t, []string{"copy", "--tag", "daily"}, cp.args())
+	assert.True(t, cp.Init)
 	assert.Equal(t, "2h", resticWithin(engine.Duration(2*3600e9)))
 	assert.Equal(t, "30d0h", resticWithin(engine.Duration(30*24*3600e9)))
 }
 
 func TestResticValidate(t *testing.T) {
-	for with, want := range map[string]string{
-		"command: backup": "exactly one of paths, stdin_file and stdin_command",
-		"command: backup\npaths: [/a]\nstdin_file: /x":    "exactly one of",
-		"command: backup\nstdin_file: /x\nexclude: [a]":   "exclude and exclude_file apply to a backup of paths",
-		"command: backup\npaths: [/a]\nkeep_last: 3":      "keep_* applies to command forget",
-		"command: forget\nkeep_last: -1":                  "must not be negative",
-		"command: snapshots\nprune: true":                 "prune applies to command forget",
-		"command: check\nread_data_subset: lots":          "read_data_subset",
-		"command: restore":                                "restore needs target",
-		"command: backup\npaths: [/a]\nstdin_filename: x": "stdin_filename applies",
-		"command: backups":                                "must be one of",
+	for _, c := range []struct {
+		def  interface{ Type() *engine.Type }
+		with string
+		want string
+	}{
+		{ResticBackup, "tags: [a]", "exactly one of paths, stdin_file and stdin_command"},
+		{ResticBackup, "paths: [/a]\nstdin_file: /x", "exactly one of"},
+		{ResticBackup, "stdin_file: /x\nexclude: [a]", "exclude and exclude_file apply to a backup of paths"},
+		{ResticBackup, "paths: [/a]\nkeep_last: 3", `unknown param "keep_last"`},
+		{ResticBackup, "paths: [/a]\nstdin_filename: x", "stdin_filename applies"},
+		{ResticForget, "keep_last: -1", "must not be negative"},
+		{ResticSnapshots, "prune: true", `unknown param "prune"`},
+		{ResticCheck, "read_data_subset: lots", "read_data_subset"},
+		{ResticRestore, "snapshot: latest", `missing required param "target"`},
+		{ResticRestore, "target: restore", "must be an absolute path"},
+		{ResticDump, "file: chitlaq.sql\noutput: /r/x.sql.zst", "absolute path in the snapshot"},
+		{ResticCopy, "repository: /a\ndest_repository: /a", "dest_repository is the source repository"},
 	} {
-		_, probs := decodeWithProblems(t, Restic, with)
-		require.NotEmpty(t, probs, with)
-		assert.Contains(t, probs[0].Msg, want, with)
+		_, probs := c.def.Type().Decode(yamlNode(t, c.with), false)
+		require.NotEmpty(t, probs, c.with)
+		assert.Contains(t, probs[0].Msg, c.want, c.with)
 	}
-	for _, ok := range []string{"command: check\nread_data_subset: 1/5", "command: check\nread_data_subset: 500M", "command: forget\nkeep_daily: 7"} {
-		_, probs := decodeWithProblems(t, Restic, ok)
+	for _, ok := range []string{"read_data_subset: 1/5", "read_data_subset: 500M"} {
+		_, probs := decodeWithProblems(t, ResticCheck, ok)
 		assert.Empty(t, probs, ok)
 	}
-	assert.False(t, Restic.Type().Params.Lookup("repository").Secret, "only credentials inside the URL are masked, not the path")
+	assert.False(t, ResticBackup.Type().Params.Lookup("repository").Secret, "only credentials inside the URL are masked, not the path")
 }
 
-func TestResticKindPerCommand(t *testing.T) {
-	typ := Restic.Type()
-	for cmd, want := range map[string]engine.Kind{
-		"backup": engine.KindBackup, "forget": engine.KindDestructive, "check": engine.KindOther,
-		"snapshots": engine.KindOther, "restore": engine.KindOther, "init": engine.KindOther,
+func yamlNode(t *testing.T, with string) *yaml.Node {
+	t.Helper()
+	var n yaml.Node
+	require.NoError(t, yaml.Unmarshal([]byte(with), &n))
+	return n.Content[0]
+}
+
+func TestResticKinds(t *testing.T) {
+	for typ, want := range map[*engine.Type]engine.Kind{
+		ResticBackup.Type(): engine.KindBackup, ResticForget.Type(): engine.KindDestructive, ResticCheck.Type(): engine.KindOther,
+		ResticSnapshots.Type(): engine.KindOther, ResticRestore.Type(): engine.KindOther, ResticInit.Type(): engine.KindOther,
+		ResticCopy.Type(): engine.KindBackup, ResticUnlock.Type(): engine.KindOther, ResticDump.Type(): engine.KindOther,
 	} {
-		assert.Equal(t, want, typ.KindFor(&ResticParams{Command: cmd}), cmd)
+		assert.Equal(t, want, typ.Kind, typ.Name)
 	}
-	assert.Equal(t, engine.KindDestructive, typ.Kind, "the type as a whole is as dangerous as its worst command")
+}
+
+// A plan still using the retired multi-command types gets the exact
+// replacement at validate time.
+func TestRetiredResticAndRcloneTypesNameTheReplacement(t *testing.T) {
+	for plan, want := range map[string]string{
+		"steps:\n  - id: snap\n    type: restic\n    with: {command: backup, paths: [/a]}\n": `plan.yaml:5:11: step "snap": step type "restic" was retired: use type: restic-backup (one type per command) and drop "command"`,
+		"steps:\n  - id: up\n    type: rclone\n    with:\n      command: sync\n":             `use type: rclone-sync (one type per command) and drop "command"`,
+		"steps:\n  - id: up\n    type: rclone\n":                                             `use type: rclone-<command> (one type per command: rclone-sync) and drop "command"`,
+	} {
+		_, err := engine.Load("plan.yaml", []byte("version: 1\nname: p\n"+plan), All())
+		require.Error(t, err, plan)
+		assert.Contains(t, err.Error(), want, plan)
+	}
 }
 
 func TestResticEnvNeverPutsSecretsInArgv(t *testing.T) {
@@ -134,39 +113,48 @@ func TestResticEnvNeverPutsSecretsInArgv(t *testing.T) {
 	require.NoError(t, os.WriteFile(pwFile, []byte("s3cr3t-pass\n"), 0o600))
 	env.Environ = []string{"PATH=/usr/bin", "AWS_CA_BUNDLE=/etc/ca.pem", "RESTIC_PASSWORD_COMMAND=echo x"}
 	repo := "rclone:offsite:bucket/restic"
-	p := decodeWith(t, Restic, "command: backup\npaths: [/backups/mongo]\ntags: [daily]\nrepository: "+repo+"\npassword_file: "+pwFile+"\ncache_dir: /var/cache/restic")
-	c, err := newResticCall(env, p)
+	p := decodeWith(t, ResticBackup, "paths: [/backups/mongo]\ntags: [daily]\nrepository: "+repo+"\npassword_file: "+pwFile+"\ncache_dir: /var/cache/restic")
+	c, err := restic.New(env, p.Repo)
 	require.NoError(t, err)
-	get := func(k string) string { v, _ := engine.LookupEnv(c.environ, k); return v }
+	get := func(k string) string { v, _ := engine.LookupEnv(c.Environ, k); return v }
 	assert.Equal(t, repo, get("RESTIC_REPOSITORY"))
 	assert.Equal(t, pwFile, get("RESTIC_PASSWORD_FILE"))
 	assert.Equal(t, "/var/cache/restic", get("RESTIC_CACHE_DIR"))
-	_, hasCA := engine.LookupEnv(c.environ, "AWS_CA_BUNDLE")
+	_, hasCA := engine.LookupEnv(c.Environ, "AWS_CA_BUNDLE")
 	assert.False(t, hasCA, "rclone: repos must not see AWS_CA_BUNDLE")
-	_, hasCmd := engine.LookupEnv(c.environ, "RESTIC_PASSWORD_COMMAND")
+	_, hasCmd := engine.LookupEnv(c.Environ, "RESTIC_PASSWORD_COMMAND")
 	assert.False(t, hasCmd, "password_file replaces the env's password command")
 
-	lines := Restic.Preview(env, p)
+	lines := ResticBackup.Type().Preview(env, p)
 	assert.Equal(t, []string{"run: restic backup --json --tag daily /backups/mongo"}, lines)
 	assert.Equal(t, "repo "+repo+" here", env.Secrets.Redact("repo "+repo+" here"), "a repository without credentials stays readable")
 	env.Secrets.Add(engine.URIPasswords("rest:https://u:Rest-Pw-81@h/")...)
 	assert.Equal(t, "rest:https://u:***@h/", env.Secrets.Redact("rest:https://u:Rest-Pw-81@h/"), "credentials in a rest: URL are masked")
 
+	// copy: the source goes as RESTIC_FROM_*, the destination as RESTIC_*.
+	dest, err := restic.New(env, restic.Repo{Repository: "/offsite", PasswordFile: pwFile})
+	require.NoError(t, err)
+	dest.From(c)
+	getd := func(k string) string { v, _ := engine.LookupEnv(dest.Environ, k); return v }
+	assert.Equal(t, "/offsite", getd("RESTIC_REPOSITORY"))
+	assert.Equal(t, repo, getd("RESTIC_FROM_REPOSITORY"))
+	assert.Equal(t, pwFile, getd("RESTIC_FROM_PASSWORD_FILE"))
+
 	// s3: keeps AWS_CA_BUNDLE (restic's own S3 client does not use it) and needs a password.
 	env.Environ = []string{"AWS_CA_BUNDLE=/etc/ca.pem"}
-	p = decodeWith(t, Restic, "command: snapshots\nrepository: s3:http://u:pw123@h/b")
-	_, err = newResticCall(env, p)
+	s := decodeWith(t, ResticSnapshots, "repository: s3:http://u:pw123@h/b")
+	_, err = restic.New(env, s.Repo)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "no repository password")
 	env.Environ = append(env.Environ, "RESTIC_PASSWORD=env-pass")
-	c, err = newResticCall(env, p)
+	c, err = restic.New(env, s.Repo)
 	require.NoError(t, err)
-	_, hasCA = engine.LookupEnv(c.environ, "AWS_CA_BUNDLE")
+	_, hasCA = engine.LookupEnv(c.Environ, "AWS_CA_BUNDLE")
 	assert.True(t, hasCA)
 	assert.Equal(t, "*** ***", env.Secrets.Redact("env-pass pw123"))
 
 	env.Environ = []string{"RESTIC_PASSWORD=x"}
-	_, err = newResticCall(env, decodeWith(t, Restic, "command: snapshots"))
+	_, err = restic.New(env, restic.Repo{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "no repository")
 }
@@ -174,8 +162,23 @@ func TestResticEnvNeverPutsSecretsInArgv(t *testing.T) {
 func TestResticForgetRefusesEmptyPolicyAtRun(t *testing.T) {
 	env, _ := offsiteEnv(t, "r")
 	env.Environ = []string{"RESTIC_REPOSITORY=/nonexistent", "RESTIC_PASSWORD=x"}
-	p := decodeWith(t, Restic, "command: forget") // keep_* from ${{ }} that resolved to 0
-	_, err := Restic.Run(context.Background(), env, p)
+	p := decodeWith(t, ResticForget, "tags: [a]") // keep_* from ${{ }} that resolved to 0
+	_, err := ResticForget.Run(context.Background(), env, p)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "no keep policy")
+}
+
+// The inverse restores into the scratch directory for a drill, and
+// elsewhere only into a target the operator names.
+func TestResticRestoreInverse(t *testing.T) {
+	a := engine.ArtifactRecord{Source: map[string]string{"snapshot": "abc", "repository": "/backups/restic", "password_file": "/etc/pw"}}
+	w, err := resticRestoreInverse(a, engine.RestoreTarget{Scratch: true, Dir: "/tmp/drill/x"})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"snapshot": "abc", "repository": "/backups/restic", "password_file": "/etc/pw", "target": "/tmp/drill/x", "verify": true}, w)
+	w, err = resticRestoreInverse(a, engine.RestoreTarget{})
+	require.NoError(t, err)
+	assert.NotContains(t, w, "target", "no default target: the operator names it")
+	a.Source["repository"] = "rest:https://u:***@h/"
+	w, _ = resticRestoreInverse(a, engine.RestoreTarget{})
+	assert.NotContains(t, w, "repository", "a masked location is not a repository")
 }

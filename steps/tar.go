@@ -125,16 +125,14 @@ func untarInverse(a engine.ArtifactRecord, t engine.RestoreTarget) (map[string]a
 		w["overwrite"] = true
 		w["create_special"] = true
 	}
-	readKeys(w, t)
+	artifact.AddReadKeys(w, t)
 	return w, nil
 }
 
-// readKeys passes the decryption keys of a restore target on.
-func readKeys(w map[string]any, t engine.RestoreTarget) {
-	if t.IdentityFile != "" {
-		w["identity_file"] = t.IdentityFile
-	}
-	if t.PassphraseFile != "" {
-		w["passphrase_file"] = t.PassphraseFile
-	}
+// tarCounts maps a tar listing to the manifest's count keys, as the tar
+// step records them: files are regular files (hard links are extra
+// names, not counted), bytes their content, special fifos and devices.
+func tarCounts(st tarball.Stats) map[string]int64 {
+	return map[string]int64{"files": int64(st.Files), "dirs": int64(st.Dirs),
+		"symlinks": int64(st.Symlinks), "bytes": st.Bytes, "special": int64(st.Other)}
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/planrun/planrun/engine"
 	"github.com/planrun/planrun/internal/testenv"
 )
 
@@ -89,7 +90,7 @@ func TestTarStepTimeoutLeavesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	// Park the stream mid-way until the deadline passes.
-	env.Progress = func(int64) { <-ctx.Done() }
+	env.Progress = engine.NewProgress(func(int64) { <-ctx.Done() }, nil)
 	_, err := runStep(t, ctx, env, "tar", fmt.Sprintf("{paths: [%s], output: %s/a.tar.zst}", src, dir))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("want a deadline error, got %v", err)
@@ -113,13 +114,13 @@ func tarHelper(with string) int {
 	defer stop()
 	env, _ := stepEnv(&testing.T{})
 	once := false
-	env.Progress = func(n int64) {
+	env.Progress = engine.NewProgress(func(int64) {
 		if !once {
 			once = true
 			fmt.Println("streaming")
 			<-ctx.Done() // hold the stream open until the signal arrives
 		}
-	}
+	}, nil)
 	st, p := decode(&testing.T{}, "tar", with)
 	_, err := st.Run(ctx, env, p)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -135,7 +136,7 @@ func artifactGlob(pattern string) ([]string, error) {
 // verifyOne checks one file and, with inspect, adds its measurements to counts.
 func verifyOne(ctx context.Context, env *engine.Env, path string, p *VerifyParams, counts map[string]int64) (string, int64, error) {
 	want, serr := artifact.ReadSidecar(path)
-	if serr != nil && !(isNotExist(serr) && p.Sidecar == "optional") {
+	if serr != nil && !(errors.Is(serr, os.ErrNotExist) && p.Sidecar == "optional") {
 		return "", 0, fmt.Errorf("sidecar: %w", serr)
 	}
 	enc, err := artifact.Encrypted(path)
@@ -169,7 +170,7 @@ func verifyOne(ctx context.Context, env *engine.Env, path string, p *VerifyParam
 			return "", r.RawBytes(), err
 		}
 		measured = info.Counts
-		details = append(details, "RabbitMQ definitions: "+formatCounts(info.Counts))
+		details = append(details, "RabbitMQ definitions: "+rabbitdefs.FormatCounts(info.Counts))
 	case p.Inspect == "tar" && !isTar(head):
 		return "", r.RawBytes(), fmt.Errorf("inspect tar: the content is not a tar archive")
 	case mode == artifact.Raw:
@@ -223,28 +224,6 @@ func verifyOne(ctx context.Context, env *engine.Env, path string, p *VerifyParam
 		counts[k] += v
 	}
 	return strings.Join(details, "; "), r.RawBytes(), nil
-}
-
-// tarCounts maps a tar listing to the manifest's count keys, as the tar
-// step records them: files are regular files (hard links are extra
-// names, not counted), bytes their content, special fifos and devices.
-func tarCounts(st tarball.Stats) map[string]int64 {
-	return map[string]int64{"files": int64(st.Files), "dirs": int64(st.Dirs),
-		"symlinks": int64(st.Symlinks), "bytes": st.Bytes, "special": int64(st.Other)}
-}
-
-// formatCounts renders counts as "k=v, ..." in key order.
-func formatCounts(c map[string]int64) string {
-	keys := make([]string, 0, len(c))
-	for k := range c {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s=%d", k, c[k])
-	}
-	return strings.Join(parts, ", ")
 }
 
 func isTar(head []byte) bool {

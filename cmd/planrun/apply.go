@@ -15,41 +15,47 @@ import (
 )
 
 func cmdApply(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("apply", stderr)
+	fs := newFlags("apply", stdout, stderr)
 	dryRun := fs.Bool("dry-run", false, "print what would run (resolved params, commands, files); run and record nothing")
 	var envFiles listFlag
-	fs.Var(&envFiles, "env-file", "env file to read instead of the plan's env_files (repeatable)")
+	fs.Var(&envFiles, "env-file", "env `file` to read instead of the plan's env_files (repeatable)")
 	vars := varsFlag{}
-	fs.Var(vars, "var", "override a plan var: name=value (repeatable)")
+	fs.Var(vars, "var", "override a plan var: `name=value` (repeatable)")
 	wait := fs.Bool("wait", false, "wait for another run of the plan to finish instead of exiting 3")
 	loose := fs.Bool("allow-loose-env-perms", false, "warn instead of refusing env files readable by group/others")
-	db := fs.String("db", "", "run store path (default $PLANRUN_DB or <state dir>/runs.db)")
-	logFormat := fs.String("log-format", "", "text or json (default $PLANRUN_LOG_FORMAT or text)")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return engine.ExitInvalid
+	settingsOf := settingsFlags(fs)
+	pos, code, ok := fs.parse(args)
+	if !ok {
+		return code
 	}
 	if len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: planrun apply PLAN [--dry-run] [--env-file F]... [--var k=v]... [--wait]")
-		return engine.ExitInvalid
+		return fs.usageError("want one plan file, got %d arguments", len(pos))
 	}
-	settings, err := runSettings(*db, *logFormat)
+	settings, err := settingsOf()
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun: %v\n", err)
 		return engine.ExitInvalid
 	}
 
-	plan, err := engine.LoadFile(pos[0], steps.All())
+	inv := engine.Invocation{Environ: os.Environ(), EnvFiles: envFiles, AllowLoosePerms: *loose, Vars: vars}
+	// A run that cannot start still tells the plan's monitors (a dry run
+	// never signals).
+	refuse := func(p *engine.Plan, code int, err error) int {
+		if !*dryRun {
+			engine.Refuse(p, inv, runOptions(nil, settings, stderr, false, nil), code, err)
+		}
+		return code
+	}
+	reg := steps.All()
+	plan, err := engine.LoadFile(pos[0], reg)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
-		return engine.ExitInvalid
+		return refuse(engine.LoadMonitors(pos[0], reg), engine.ExitInvalid, fmt.Errorf("invalid plan: %w", err))
 	}
-	scope, err := engine.Prepare(plan, engine.Invocation{
-		Environ: os.Environ(), EnvFiles: envFiles, AllowLoosePerms: *loose, Vars: vars,
-	})
+	scope, err := engine.Prepare(plan, inv)
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun: %v\n", err)
-		return engine.ExitInvalid
+		return refuse(plan, engine.ExitInvalid, err)
 	}
 	if *dryRun {
 		if err := engine.DryRun(stdout, plan, scope); err != nil {
@@ -59,10 +65,13 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 		return engine.ExitOK
 	}
 
+	// Without its run store a run does not start (fails loudly, with a fail
+	// signal): an unrecorded backup would be invisible to status, metrics,
+	// retention and restore, and a dead run could not be found later.
 	st, err := store.Open(settings.DB)
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun: %v\n", err)
-		return engine.ExitFailed
+		return refuse(plan, engine.ExitFailed, err)
 	}
 	defer st.Close()
 
@@ -70,30 +79,12 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	res := engine.Apply(ctx, plan, scope, runOptions(st, settings, stderr, *wait, hard))
+	afterRun(st, settings, stderr)
 	var locked *engine.ErrLocked
 	if errors.As(res.Err, &locked) {
 		fmt.Fprintf(stderr, "planrun: %v\n", locked)
 	}
 	return res.ExitCode
-}
-
-// runSettings are the engine settings of a recorded run: the environment's
-// (PLANRUN_*), with the --db and --log-format flags over them.
-func runSettings(db, logFormat string) (engine.Settings, error) {
-	settings, err := engine.LoadSettings(context.Background(), nil)
-	if err != nil {
-		return settings, fmt.Errorf("settings: %w", err)
-	}
-	if db != "" {
-		settings.DB = db
-	}
-	if logFormat != "" {
-		settings.LogFormat = logFormat
-	}
-	if settings.LogFormat != "text" && settings.LogFormat != "json" {
-		return settings, fmt.Errorf("log format must be text or json, got %q", settings.LogFormat)
-	}
-	return settings, nil
 }
 
 // signalContexts turns the first SIGINT/SIGTERM into a cancellation of
@@ -123,14 +114,17 @@ func signalContexts() (ctx, hard context.Context, stop func()) {
 }
 
 // runOptions are the engine options of a recorded run from the CLI.
-func runOptions(st *store.Store, settings engine.Settings, stderr io.Writer, wait bool, hard context.Context) engine.Options {
+func runOptions(st *store.Store, settings Settings, stderr io.Writer, wait bool, hard context.Context) engine.Options {
 	trigger := os.Getenv("PLANRUN_TRIGGER")
 	if trigger == "" {
 		trigger = "cli"
 	}
 	opts := engine.Options{
-		Recorder: st, StateDir: settings.StateDir, LogFormat: settings.LogFormat,
+		StateDir: settings.StateDir, LogFormat: settings.LogFormat,
 		Stderr: stderr, Trigger: trigger, Wait: wait, Hard: hard,
+	}
+	if st != nil { // a nil *store.Store must not become a non-nil Recorder
+		opts.Recorder = st
 	}
 	if f, ok := stderr.(*os.File); ok && isTerminal(f) {
 		opts.TTY = f

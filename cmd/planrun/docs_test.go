@@ -16,19 +16,18 @@ import (
 
 var update = flag.Bool("update", false, "rewrite generated files (README step table, schema)")
 
-// The README's step table is generated from the step declarations.
-// Regenerate with: make docs
+// The README's step table and plan format table are generated from the
+// declarations, like the schema. Regenerate with: make docs
 func TestReadmeStepTableIsFresh(t *testing.T) {
-	const begin, end = "<!-- steps:begin -->\n", "<!-- steps:end -->"
 	path := "../../README.md"
 	readme, err := os.ReadFile(path)
 	require.NoError(t, err)
-	var table bytes.Buffer
-	engine.WriteMarkdownTable(&table, steps.All())
+	var stepTable, format bytes.Buffer
+	writeStepTable(&stepTable, steps.All())
+	writeFormatTable(&format, engine.PlanFormat())
 	s := string(readme)
-	i, j := strings.Index(s, begin), strings.Index(s, end)
-	require.True(t, i >= 0 && j > i, "README lacks the steps markers")
-	want := s[:i+len(begin)] + table.String() + s[j:]
+	want := replaceSection(t, s, "steps", stepTable.String())
+	want = replaceSection(t, want, "format", format.String())
 	if *update {
 		require.NoError(t, os.WriteFile(path, []byte(want), 0o644))
 		b, err := engine.Schema(steps.All())
@@ -36,7 +35,17 @@ func TestReadmeStepTableIsFresh(t *testing.T) {
 		require.NoError(t, os.WriteFile("../../schemas/plan.schema.json", b, 0o644))
 		return
 	}
-	assert.Equal(t, want, s, "README step table is stale: run `make docs`")
+	assert.Equal(t, want, s, "README step or format table is stale: run `make docs`")
+}
+
+// replaceSection puts body between the <!-- name:begin --> and
+// <!-- name:end --> markers of s.
+func replaceSection(t *testing.T, s, name, body string) string {
+	t.Helper()
+	begin, end := "<!-- "+name+":begin -->\n", "<!-- "+name+":end -->"
+	i, j := strings.Index(s, begin), strings.Index(s, end)
+	require.True(t, i >= 0 && j > i, "README lacks the %s markers", name)
+	return s[:i+len(begin)] + body + s[j:]
 }
 
 // Every step type's example decodes against its own params, and every
@@ -57,6 +66,21 @@ func TestStepTypesAreDocumented(t *testing.T) {
 		_, err := engine.Load(n+"-example.yaml", []byte(src), reg)
 		assert.NoError(t, err, "example of %s", n)
 	}
+}
+
+// Every key of the plan format is documented (the README table and the
+// schema show the doc).
+func TestPlanFormatIsDocumented(t *testing.T) {
+	var walk func(s *engine.Spec, path string)
+	walk = func(s *engine.Spec, path string) {
+		for _, p := range s.Params {
+			assert.NotEmpty(t, p.Doc, "plan format key %s%s has no doc", path, p.Name)
+			if p.Fields != nil {
+				walk(p.Fields, path+p.Name+".")
+			}
+		}
+	}
+	walk(engine.PlanFormat(), "")
 }
 
 // The README's example plan is valid.

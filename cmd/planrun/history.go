@@ -5,8 +5,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
@@ -18,20 +16,6 @@ import (
 	"github.com/planrun/planrun/engine/store"
 )
 
-// histFlagExit maps a flag parsing error to an exit code; the flag package
-// has already printed the message (and usage).
-func histFlagExit(err error) int {
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	return 2
-}
-
-func histUsage(stderr io.Writer, verb, format string, args ...any) int {
-	fmt.Fprintf(stderr, "planrun %s: %s\n", verb, fmt.Sprintf(format, args...))
-	return 2
-}
-
 func histJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -39,25 +23,31 @@ func histJSON(w io.Writer, v any) error {
 }
 
 // cmdRuns: planrun runs [--plan NAME] [--limit N] [--json]
-func cmdRuns(st *store.Store, args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("runs", stderr)
+func cmdRuns(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("runs", stdout, stderr)
 	plan := fs.String("plan", "", "only runs of this plan")
 	limit := fs.Int("limit", 20, "show at most `N` runs, newest first (0: all)")
 	asJSON := fs.Bool("json", false, "print a JSON array of runs")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return histFlagExit(err)
+	db := dbFlag(fs)
+	pos, code, ok := fs.parse(args)
+	if !ok {
+		return code
 	}
 	if len(pos) > 0 {
-		return histUsage(stderr, "runs", "unexpected argument %q (use --plan NAME)", pos[0])
+		return fs.usageError("unexpected argument %q (use --plan NAME)", pos[0])
 	}
 	if *limit < 0 {
-		return histUsage(stderr, "runs", "--limit must be 0 (all) or more, got %d", *limit)
+		return fs.usageError("--limit must be 0 (all) or more, got %d", *limit)
 	}
+	st, code := openStore(*db, stderr)
+	if st == nil {
+		return code
+	}
+	defer st.Close()
 	runs, err := st.Runs(context.Background(), store.RunFilter{Plan: *plan, Limit: *limit})
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun runs: %v\n", err)
-		return 1
+		return engine.ExitFailed
 	}
 	if *asJSON {
 		if runs == nil {
@@ -65,9 +55,9 @@ func cmdRuns(st *store.Store, args []string, stdout, stderr io.Writer) int {
 		}
 		if err := histJSON(stdout, runs); err != nil {
 			fmt.Fprintf(stderr, "planrun runs: %v\n", err)
-			return 1
+			return engine.ExitFailed
 		}
-		return 0
+		return engine.ExitOK
 	}
 	if len(runs) == 0 {
 		if *plan != "" {
@@ -75,7 +65,7 @@ func cmdRuns(st *store.Store, args []string, stdout, stderr io.Writer) int {
 		} else {
 			fmt.Fprintf(stdout, "no runs recorded in %s\n", st.Path())
 		}
-		return 0
+		return engine.ExitOK
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tPLAN\tSTATUS\tKIND\tSTARTED (UTC)\tDURATION\tEXIT")
@@ -90,36 +80,42 @@ func cmdRuns(st *store.Store, args []string, stdout, stderr io.Writer) int {
 	}
 	if err := tw.Flush(); err != nil {
 		fmt.Fprintf(stderr, "planrun runs: %v\n", err)
-		return 1
+		return engine.ExitFailed
 	}
-	return 0
+	return engine.ExitOK
 }
 
 // cmdShow: planrun show RUN [--json]. RUN may be a unique id prefix.
-func cmdShow(st *store.Store, args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("show", stderr)
+func cmdShow(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("show", stdout, stderr)
 	asJSON := fs.Bool("json", false, "print {run, attempts} as JSON")
 	plan := fs.String("plan", "", "with RUN = latest: the latest run of this plan")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return histFlagExit(err)
+	db := dbFlag(fs)
+	pos, code, ok := fs.parse(args)
+	if !ok {
+		return code
 	}
 	if len(pos) != 1 {
-		return histUsage(stderr, "show", "want one run id (a unique prefix, or latest), got %d arguments", len(pos))
+		return fs.usageError("want one run id (a unique prefix, or latest), got %d arguments", len(pos))
 	}
+	st, code := openStore(*db, stderr)
+	if st == nil {
+		return code
+	}
+	defer st.Close()
 	id := pos[0]
 	if id == "latest" {
 		runs, err := st.Runs(context.Background(), store.RunFilter{Plan: *plan, Limit: 1})
 		if err != nil || len(runs) == 0 {
 			fmt.Fprintf(stderr, "planrun show: no runs recorded%s\n", map[bool]string{true: " for plan " + *plan, false: ""}[*plan != ""])
-			return 1
+			return engine.ExitFailed
 		}
 		id = runs[0].ID
 	}
 	run, atts, err := st.Run(context.Background(), id)
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun show: %v\n", err)
-		return 1
+		return engine.ExitFailed
 	}
 	if *asJSON {
 		if atts == nil {
@@ -129,7 +125,7 @@ func cmdShow(st *store.Store, args []string, stdout, stderr io.Writer) int {
 		if run.Kind == engine.KindApply {
 			if manifest, err = st.Manifest(context.Background(), run.ID); err != nil {
 				fmt.Fprintf(stderr, "planrun show: %v\n", err)
-				return 1
+				return engine.ExitFailed
 			}
 		}
 		err := histJSON(stdout, struct {
@@ -139,9 +135,9 @@ func cmdShow(st *store.Store, args []string, stdout, stderr io.Writer) int {
 		}{run, atts, manifest})
 		if err != nil {
 			fmt.Fprintf(stderr, "planrun show: %v\n", err)
-			return 1
+			return engine.ExitFailed
 		}
-		return 0
+		return engine.ExitOK
 	}
 	var b strings.Builder
 	histRunHeader(&b, run)
@@ -154,9 +150,9 @@ func cmdShow(st *store.Store, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if _, err := io.WriteString(stdout, b.String()); err != nil {
-		return 1
+		return engine.ExitFailed
 	}
-	return 0
+	return engine.ExitOK
 }
 
 func histRunHeader(b *strings.Builder, r engine.RunRecord) {
@@ -301,57 +297,64 @@ func histIndent(s string, n int) string {
 // cmdStatus: planrun status PLAN --max-age 26h [--json]. Exit 0 when the
 // plan's last success finished within max-age, else 1: for cron and
 // monitoring, in place of backup-age alert scripts.
-func cmdStatus(st *store.Store, args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("status", stderr)
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("status", stdout, stderr)
 	maxAgeText := fs.String("max-age", "", "the newest successful backup run must have finished within this `duration` (e.g. 26h, 2d)")
 	drillAgeText := fs.String("drill-max-age", "", "the newest passed drill must have finished within this `duration` (e.g. 35d)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return histFlagExit(err)
+	db := dbFlag(fs)
+	pos, code, ok := fs.parse(args)
+	if !ok {
+		return code
 	}
 	if len(pos) != 1 {
-		return histUsage(stderr, "status", "want one plan name, got %d arguments (planrun status PLAN --max-age 26h)", len(pos))
+		return fs.usageError("want one plan name, got %d arguments (planrun status PLAN --max-age 26h)", len(pos))
 	}
 	if *maxAgeText == "" && *drillAgeText == "" {
-		return histUsage(stderr, "status", "--max-age (backups) or --drill-max-age (drills) is required (e.g. --max-age 26h)")
+		return fs.usageError("--max-age (backups) or --drill-max-age (drills) is required (e.g. --max-age 26h)")
 	}
 	plan := pos[0]
 	ctx := context.Background()
-	var drillAge time.Duration
-	if *drillAgeText != "" {
-		if drillAge, err = engine.ParseDuration(*drillAgeText); err != nil || drillAge <= 0 {
-			if err == nil {
-				err = fmt.Errorf("must be positive")
-			}
-			return histUsage(stderr, "status", "--drill-max-age: %v", err)
+	var maxAge, drillAge time.Duration
+	for _, d := range []struct {
+		flag, text string
+		to         *time.Duration
+	}{{"--drill-max-age", *drillAgeText, &drillAge}, {"--max-age", *maxAgeText, &maxAge}} {
+		if d.text == "" {
+			continue
 		}
+		v, err := engine.ParseDuration(d.text)
+		if err == nil && v <= 0 {
+			err = fmt.Errorf("must be positive")
+		}
+		if err != nil {
+			return fs.usageError("%s: %v", d.flag, err)
+		}
+		*d.to = v
 	}
+	st, code := openStore(*db, stderr)
+	if st == nil {
+		return code
+	}
+	defer st.Close()
 	if *maxAgeText == "" {
 		ok, msg, last, err := drillCheck(st, plan, drillAge)
 		if err != nil {
 			fmt.Fprintf(stderr, "planrun status: %v\n", err)
-			return 1
+			return engine.ExitFailed
 		}
 		res := statusResult{Plan: plan, OK: ok, Message: msg, DrillMaxAge: drillAge.String(), LastDrill: last, CheckedAt: time.Now().UTC()}
 		return printStatus(res, *asJSON, stdout, stderr)
 	}
-	maxAge, err := engine.ParseDuration(*maxAgeText)
-	if err != nil || maxAge <= 0 {
-		if err == nil {
-			err = fmt.Errorf("must be positive")
-		}
-		return histUsage(stderr, "status", "--max-age: %v", err)
-	}
 	last, ok, err := st.LastSuccess(ctx, plan)
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun status: %v\n", err)
-		return 1
+		return engine.ExitFailed
 	}
 	latest, err := st.Runs(ctx, store.RunFilter{Plan: plan, Kind: engine.KindApply, Limit: 1})
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun status: %v\n", err)
-		return 1
+		return engine.ExitFailed
 	}
 	now := time.Now()
 	res := statusResult{Plan: plan, MaxAge: maxAge.String(), MaxAgeSeconds: maxAge.Seconds(), CheckedAt: now.UTC()}
@@ -401,7 +404,7 @@ func cmdStatus(st *store.Store, args []string, stdout, stderr io.Writer) int {
 		ok, dmsg, last, err := drillCheck(st, plan, drillAge)
 		if err != nil {
 			fmt.Fprintf(stderr, "planrun status: %v\n", err)
-			return 1
+			return engine.ExitFailed
 		}
 		res.OK, res.Message = res.OK && ok, res.Message+"\n"+dmsg
 		res.DrillMaxAge, res.LastDrill = drillAge.String(), last
@@ -413,15 +416,15 @@ func printStatus(res statusResult, asJSON bool, stdout, stderr io.Writer) int {
 	if asJSON {
 		if err := histJSON(stdout, res); err != nil {
 			fmt.Fprintf(stderr, "planrun status: %v\n", err)
-			return 1
+			return engine.ExitFailed
 		}
 	} else {
 		fmt.Fprintln(stdout, res.Message)
 	}
 	if res.OK {
-		return 0
+		return engine.ExitOK
 	}
-	return 1
+	return engine.ExitFailed
 }
 
 type statusResult struct {

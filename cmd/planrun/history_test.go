@@ -63,9 +63,18 @@ func call(f func(*store.Store, []string, *bytes.Buffer, *bytes.Buffer) int, st *
 	return result{code, out.String(), errb.String()}
 }
 
-func runs(st *store.Store, a []string, o, e *bytes.Buffer) int   { return cmdRuns(st, a, o, e) }
-func show(st *store.Store, a []string, o, e *bytes.Buffer) int   { return cmdShow(st, a, o, e) }
-func status(st *store.Store, a []string, o, e *bytes.Buffer) int { return cmdStatus(st, a, o, e) }
+// The verbs open the test's store by its path, as --db does.
+func runs(st *store.Store, a []string, o, e *bytes.Buffer) int {
+	return cmdRuns(append([]string{"--db", st.Path()}, a...), o, e)
+}
+
+func show(st *store.Store, a []string, o, e *bytes.Buffer) int {
+	return cmdShow(append([]string{"--db", st.Path()}, a...), o, e)
+}
+
+func status(st *store.Store, a []string, o, e *bytes.Buffer) int {
+	return cmdStatus(append([]string{"--db", st.Path()}, a...), o, e)
+}
 
 var base = time.Date(2024, 5, 1, 3, 0, 0, 0, time.UTC)
 
@@ -145,7 +154,7 @@ func showFixture(t *testing.T, st *store.Store) engine.RunRecord {
 			Outputs: map[string]any{"path": "/backups/mongo/mongo.archive.zst.age", "size": 536870912,
 				"sha256": "9f86d081884c7d65"},
 			Artifacts: map[string]string{"/backups/mongo/mongo.archive.zst.age": "9f86d081884c7d65"}},
-		engine.AttemptRecord{StepID: "snapshot", StepType: "restic", Attempt: 1, Status: engine.StatusSuccess,
+		engine.AttemptRecord{StepID: "snapshot", StepType: "restic-backup", Attempt: 1, Status: engine.StatusSuccess,
 			Duration: 20 * time.Second, Outputs: map[string]any{"snapshot_id": "4d36af04"}},
 		engine.AttemptRecord{StepID: "prune", StepType: "prune", Status: engine.StatusSkipped,
 			Reason: `a backup step failed earlier in this run ("upload")`},

@@ -6,30 +6,78 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
+
+	"github.com/planrun/planrun/engine"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
 var version = "dev"
 
-const usage = `planrun — declarative backup and disaster-recovery plans
+// verb is one command as its usage shows it.
+type verb struct {
+	name    string
+	forms   []string // synopses after "planrun NAME"
+	summary string
+}
 
-Usage:
-  planrun apply PLAN [--dry-run] [--env-file F]... [--var k=v]... [--wait] [--db PATH]
-  planrun restore PLAN [--run ID|latest] [--only STEP,...] [--into scratch] [--keep] [--dry-run] [--yes]
-  planrun restore --manifest FILE [PLAN] [--identity-file F] [--env-file F]... ...
-  planrun drill PLAN [--run ID|latest] [--manifest FILE] [--only STEP,...] [--keep] [--dry-run]
-  planrun validate [--strict] PLAN...
-  planrun runs [--plan NAME] [--limit N] [--json]
-  planrun show RUN [--json]
-  planrun status PLAN --max-age 26h [--drill-max-age 35d]
-  planrun steps [TYPE]
-  planrun schema
-  planrun version
+// verbs are the commands in the order the usage lists them. run
+// dispatches them; a test checks that every one answers -h.
+var verbs = []verb{
+	{"apply", []string{"PLAN [--dry-run] [--env-file F]... [--var k=v]... [--wait] [--db PATH] [--log-format text|json]"},
+		"Run a plan and record the run (--dry-run: print what would run; run and record nothing)."},
+	{"restore", []string{"PLAN [--run ID|latest] [--only STEP,...] [--into scratch] [--keep] [--dry-run] [--yes]",
+		"--manifest FILE [PLAN] [--identity-file F] [--env-file F]... ..."},
+		"Restore a backup run from its manifest (the run store's record, or a manifest file)."},
+	{"drill", []string{"PLAN [--run ID|latest] [--manifest FILE] [--only STEP,...] [--keep] [--dry-run]"},
+		"Restore into scratch targets and compare with the manifest; exit 1 on any difference."},
+	{"validate", []string{"[--strict] [--env-file F]... PLAN..."},
+		"Check plans; --strict also checks the env files and that every step's tools are found on the PATH its process gets."},
+	{"runs", []string{"[--plan NAME] [--limit N] [--json] [--db PATH]"},
+		"List recorded runs, newest first."},
+	{"show", []string{"RUN|latest [--plan NAME] [--json] [--db PATH]"},
+		"Show one run (id or unique prefix): every step attempt with status, duration, bytes, error, outputs and artifacts."},
+	{"status", []string{"PLAN --max-age 26h [--drill-max-age 35d] [--json] [--db PATH]"},
+		"Exit 0 if the plan's last successful backup (and its last passed drill) is recent enough, else 1."},
+	{"metrics", []string{"[--plan NAME] [--db PATH]"},
+		"Print the run store's Prometheus metrics per plan (what PLANRUN_TEXTFILE_DIR gets after every run)."},
+	{"history", []string{"prune [--keep-days N] [--keep-runs N] [--plan NAME] [--dry-run] [--db PATH]"},
+		"Delete old runs and their log files; a run stays if either rule keeps it, and so do each plan's newest run and newest success of each kind."},
+	{"schedule", []string{"install|show PLAN... [--backend systemd|cron] [--root DIR] [--exec BINARY] [--dry-run]",
+		"remove PLAN...|--all [--backend systemd|cron] [--root DIR] [--dry-run]", "list [PLAN...] [--backend systemd|cron] [--root DIR]"},
+		"Install, remove, list or show the systemd timers (or cron.d lines) that start plans when their schedule: says."},
+	{"steps", []string{"[TYPE]"}, "Print the step type reference."},
+	{"schema", []string{""}, "Print the plan JSON Schema (draft 2020-12)."},
+	{"version", []string{""}, "Print the version."},
+}
 
-Exit codes: 0 success, 1 a step failed, 2 invalid plan or usage,
-3 another run of the plan holds its lock, 130/143 interrupted (SIGINT/SIGTERM).
-Settings: PLANRUN_DB, PLANRUN_STATE_DIR, PLANRUN_LOG_FORMAT (text|json).
-`
+func lookupVerb(name string) *verb {
+	for i := range verbs {
+		if verbs[i].name == name {
+			return &verbs[i]
+		}
+	}
+	return nil
+}
+
+// writeUsage prints planrun's usage: every verb's synopsis, the exit
+// codes and the settings.
+func writeUsage(w io.Writer) {
+	fmt.Fprint(w, "planrun — declarative backup and disaster-recovery plans\n\nUsage:\n")
+	for _, v := range verbs {
+		for _, form := range v.forms {
+			fmt.Fprintf(w, "  planrun %s\n", strings.TrimSpace(v.name+" "+form))
+		}
+	}
+	fmt.Fprintf(w, `  planrun help VERB
+
+Exit codes: %d success, %d a step failed, %d invalid plan or usage,
+%d another run of the plan holds its lock, %d/143 interrupted (SIGINT/SIGTERM).
+Settings: PLANRUN_DB, PLANRUN_STATE_DIR, PLANRUN_LOG_FORMAT (text|json),
+PLANRUN_TEXTFILE_DIR, PLANRUN_PUSHGATEWAY_URL (metrics after every run),
+PLANRUN_HISTORY_KEEP_DAYS (default 400; 0: off), PLANRUN_HISTORY_KEEP_RUNS (default 100).
+`, engine.ExitOK, engine.ExitFailed, engine.ExitInvalid, engine.ExitLocked, engine.ExitInterrupted)
+}
 
 func main() {
 	// Streaming needs ~30 MiB of buffers; a soft limit keeps the GC from
@@ -43,11 +91,11 @@ func main() {
 // run dispatches a verb and returns the process exit code.
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
+		writeUsage(stderr)
+		return exitUsage
 	}
-	verb, rest := args[0], args[1:]
-	switch verb {
+	name, rest := args[0], args[1:]
+	switch name {
 	case "apply":
 		return cmdApply(rest, stdout, stderr)
 	case "restore":
@@ -56,19 +104,51 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRestore(rest, os.Stdin, stdout, stderr, true)
 	case "validate":
 		return cmdValidate(rest, stdout, stderr)
+	case "runs":
+		return cmdRuns(rest, stdout, stderr)
+	case "show":
+		return cmdShow(rest, stdout, stderr)
+	case "status":
+		return cmdStatus(rest, stdout, stderr)
+	case "metrics":
+		return cmdMetrics(rest, stdout, stderr)
+	case "history":
+		return cmdHistory(rest, stdout, stderr)
+	case "schedule":
+		return cmdSchedule(rest, stdout, stderr)
 	case "steps":
 		return cmdSteps(rest, stdout, stderr)
 	case "schema":
 		return cmdSchema(rest, stdout, stderr)
-	case "runs", "show", "status":
-		return withStore(verb, rest, stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "planrun", version)
-		return 0
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
+		return cmdVersion(rest, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		return cmdHelp(rest, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "planrun: unknown command %q\n\n%s", verb, usage)
-	return 2
+	fmt.Fprintf(stderr, "planrun: unknown command %q\n\n", name)
+	writeUsage(stderr)
+	return exitUsage
+}
+
+// cmdHelp: planrun help [VERB] is planrun VERB -h.
+func cmdHelp(args []string, stdout, stderr io.Writer) int {
+	switch {
+	case len(args) == 0:
+		writeUsage(stdout)
+		return engine.ExitOK
+	case len(args) == 1 && lookupVerb(args[0]) != nil:
+		return run([]string{args[0], "-h"}, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "planrun help: want one command name, got %q\n\n", args)
+	writeUsage(stderr)
+	return exitUsage
+}
+
+func cmdVersion(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("version", stdout, stderr)
+	if code, ok := fs.parseNone(args); !ok {
+		return code
+	}
+	fmt.Fprintln(stdout, "planrun", version)
+	return engine.ExitOK
 }

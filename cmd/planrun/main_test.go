@@ -38,6 +38,9 @@ func TestScripts(t *testing.T) {
 			"chmod":    cmdChmod,
 			"sigterm":  cmdSigterm,
 			"waitglob": cmdWaitGlob,
+			// monitor receivers for the fault scripts (signals_test.go)
+			"receivers": cmdReceivers,
+			"signals":   cmdSignals,
 		},
 	})
 }

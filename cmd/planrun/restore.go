@@ -22,7 +22,7 @@ func cmdRestore(args []string, stdin io.Reader, stdout, stderr io.Writer, drill 
 	if drill {
 		verb = "drill"
 	}
-	fs := newFlags(verb, stderr)
+	fs := newFlags(verb, stdout, stderr)
 	runID := fs.String("run", "latest", "the backup run to restore: an id (or prefix) or latest (the plan's newest successful run with artifacts)")
 	manifest := fs.String("manifest", "", "restore from this manifest file (e.g. fetched from off-site onto a fresh host) instead of the run store")
 	only := fs.String("only", "", "restore only the artifacts of these backup steps (comma-separated ids)")
@@ -37,29 +37,23 @@ func cmdRestore(args []string, stdin io.Reader, stdout, stderr io.Writer, drill 
 		fs.BoolVar(&yes, "yes", false, "do not ask before restoring over the original targets")
 	}
 	var envFiles listFlag
-	fs.Var(&envFiles, "env-file", "env file to read instead of the plan's env_files (repeatable)")
+	fs.Var(&envFiles, "env-file", "env `file` to read instead of the plan's env_files (repeatable)")
 	identity := fs.String("identity-file", "", "age identity to decrypt the artifacts (default: the plan's restore.identity_file)")
 	passphrase := fs.String("passphrase-file", "", "passphrase file to decrypt passphrase-encrypted artifacts")
 	loose := fs.Bool("allow-loose-env-perms", false, "warn instead of refusing env files readable by group/others")
 	wait := fs.Bool("wait", false, "wait for another restore or drill of the plan to finish instead of exiting 3")
-	db := fs.String("db", "", "run store path (default $PLANRUN_DB or <state dir>/runs.db)")
-	logFormat := fs.String("log-format", "", "text or json (default $PLANRUN_LOG_FORMAT or text)")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return engine.ExitInvalid
-	}
-	usage := func(msg string) int {
-		fmt.Fprintf(stderr, "planrun %s: %s\nusage: planrun %s PLAN [--run ID|latest] [--only STEP,...]%s [--dry-run]\n       planrun %s --manifest FILE [PLAN] ...\n",
-			verb, msg, verb, map[bool]string{false: " [--into scratch] [--yes]", true: ""}[drill], verb)
-		return engine.ExitInvalid
+	settingsOf := settingsFlags(fs)
+	pos, code, ok := fs.parse(args)
+	if !ok {
+		return code
 	}
 	if len(pos) > 1 || len(pos) == 0 && *manifest == "" {
-		return usage("give a plan (file or name), or --manifest FILE")
+		return fs.usageError("give a plan (file or name), or --manifest FILE")
 	}
 	if into != "" && into != "scratch" {
-		return usage(fmt.Sprintf("--into takes scratch, got %q", into))
+		return fs.usageError("--into takes scratch, got %q", into)
 	}
-	settings, err := runSettings(*db, *logFormat)
+	settings, err := settingsOf()
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun: %v\n", err)
 		return engine.ExitInvalid
@@ -90,9 +84,13 @@ func cmdRestore(args []string, stdin io.Reader, stdout, stderr io.Writer, drill 
 		fmt.Fprintf(stderr, "planrun %s: %v\n", verb, err)
 		return engine.ExitInvalid
 	}
-	scope, err := engine.Prepare(rp.Plan, engine.Invocation{Environ: os.Environ(), EnvFiles: envFiles, AllowLoosePerms: *loose})
+	inv := engine.Invocation{Environ: os.Environ(), EnvFiles: envFiles, AllowLoosePerms: *loose}
+	scope, err := engine.Prepare(rp.Plan, inv)
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun: %v\n", err)
+		if !*dryRun { // a scheduled drill's monitors hear of it (as apply's do)
+			engine.Refuse(rp.Plan, inv, runOptions(st, settings, stderr, false, nil), engine.ExitInvalid, err)
+		}
 		return engine.ExitInvalid
 	}
 	describeRestore(stdout, rp, scope)
@@ -113,6 +111,7 @@ func cmdRestore(args []string, stdin io.Reader, stdout, stderr io.Writer, drill 
 	ctx, hard, stop := signalContexts()
 	defer stop()
 	res := engine.Restore(ctx, rp, scope, runOptions(st, settings, stderr, *wait, hard))
+	afterRun(st, settings, stderr)
 	var locked *engine.ErrLocked
 	if errors.As(res.Err, &locked) {
 		fmt.Fprintf(stderr, "planrun: %v\n", locked)

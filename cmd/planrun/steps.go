@@ -9,38 +9,42 @@ import (
 )
 
 func cmdSteps(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("steps", stdout, stderr)
+	pos, code, ok := fs.parse(args)
+	if !ok {
+		return code
+	}
 	reg := steps.All()
-	switch len(args) {
+	switch len(pos) {
 	case 0:
-		engine.WriteTypeList(stdout, reg)
-		return 0
+		writeTypeList(stdout, reg)
+		return engine.ExitOK
 	case 1:
-		t := reg.Lookup(args[0])
+		t := reg.Lookup(pos[0])
 		if t == nil {
-			msg := fmt.Sprintf("planrun: unknown step type %q", args[0])
-			if hint := engine.Suggest(args[0], reg.Names()); hint != "" {
+			msg := fmt.Sprintf("planrun: unknown step type %q", pos[0])
+			if hint := engine.Suggest(pos[0], reg.Names()); hint != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", hint)
 			}
 			fmt.Fprintln(stderr, msg)
-			return 2
+			return exitUsage
 		}
-		engine.WriteTypeDoc(stdout, t)
-		return 0
+		writeTypeDoc(stdout, t)
+		return engine.ExitOK
 	}
-	fmt.Fprintln(stderr, "usage: planrun steps [TYPE]")
-	return 2
+	return fs.usageError("want at most one step type, got %d arguments", len(pos))
 }
 
 func cmdSchema(args []string, stdout, stderr io.Writer) int {
-	if len(args) != 0 {
-		fmt.Fprintln(stderr, "usage: planrun schema")
-		return 2
+	fs := newFlags("schema", stdout, stderr)
+	if code, ok := fs.parseNone(args); !ok {
+		return code
 	}
 	b, err := engine.Schema(steps.All())
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun: %v\n", err)
-		return 1
+		return engine.ExitFailed
 	}
 	_, _ = stdout.Write(b)
-	return 0
+	return engine.ExitOK
 }

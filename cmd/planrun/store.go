@@ -9,42 +9,26 @@ import (
 	"github.com/planrun/planrun/engine/store"
 )
 
-// withStore opens the run store for the read-side verbs.
-func withStore(verb string, args []string, stdout, stderr io.Writer) int {
-	settings, err := engine.LoadSettings(context.Background(), nil)
+// dbFlag adds --db to the flags of a verb that reads the run store.
+func dbFlag(fs *verbFlags) *string {
+	return fs.String("db", "", "run store `path` (default $PLANRUN_DB or <state dir>/runs.db)")
+}
+
+// openStore opens the run store for the read-side verbs: db, else where
+// the settings say. On failure it reports and returns the exit code.
+func openStore(db string, stderr io.Writer) (*store.Store, int) {
+	settings, err := loadSettings(context.Background(), nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun: settings: %v\n", err)
-		return 2
+		return nil, engine.ExitInvalid
 	}
-	// --db may appear anywhere in args; strip it here.
-	var rest []string
-	for i := 0; i < len(args); i++ {
-		switch a := args[i]; {
-		case a == "--db" || a == "-db":
-			if i+1 >= len(args) {
-				fmt.Fprintln(stderr, "planrun: --db needs a path")
-				return 2
-			}
-			settings.DB = args[i+1]
-			i++
-		case len(a) > 5 && (a[:5] == "--db="):
-			settings.DB = a[5:]
-		default:
-			rest = append(rest, a)
-		}
+	if db != "" {
+		settings.DB = db
 	}
 	st, err := store.Open(settings.DB)
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun: %v\n", err)
-		return 1
+		return nil, engine.ExitFailed
 	}
-	defer st.Close()
-	switch verb {
-	case "runs":
-		return cmdRuns(st, rest, stdout, stderr)
-	case "show":
-		return cmdShow(st, rest, stdout, stderr)
-	default:
-		return cmdStatus(st, rest, stdout, stderr)
-	}
+	return st, engine.ExitOK
 }

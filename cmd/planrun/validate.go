@@ -4,28 +4,31 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/planrun/planrun/engine"
 	"github.com/planrun/planrun/steps"
 )
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("validate", stderr)
-	strict := fs.Bool("strict", false, "also check that env files exist with safe permissions and that step tools are on PATH")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return engine.ExitInvalid
+	fs := newFlags("validate", stdout, stderr)
+	strict := fs.Bool("strict", false, "also check that env files exist with safe permissions and that step tools are found on the PATH the step's process gets")
+	var envFiles listFlag
+	fs.Var(&envFiles, "env-file", "with --strict: env `file` to read instead of the plan's env_files, as apply --env-file (repeatable)")
+	pos, code, ok := fs.parse(args)
+	if !ok {
+		return code
 	}
 	if len(pos) == 0 {
-		fmt.Fprintln(stderr, "usage: planrun validate [--strict] PLAN...")
-		return engine.ExitInvalid
+		return fs.usageError("want at least one plan file")
 	}
 	reg := steps.All()
+	inv := engine.Invocation{Environ: os.Environ(), EnvFiles: envFiles}
 	bad := 0
 	for _, file := range pos {
 		plan, err := engine.LoadFile(file, reg)
 		if err == nil && *strict {
-			err = engine.CheckStrict(plan)
+			err = engine.CheckStrict(plan, inv)
 		}
 		if err != nil {
 			var probs engine.Problems

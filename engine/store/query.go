@@ -59,8 +59,11 @@ func (s *Store) Run(ctx context.Context, id string) (engine.RunRecord, []engine.
 	runs, err := s.queryRuns(ctx, `SELECT `+runColumns+` FROM runs WHERE id = ?`, id)
 	if err == nil && len(runs) == 0 {
 		// substr, not LIKE: LIKE ignores ASCII case and treats _ and % specially.
+		// The range lets the primary key find the candidates (no scan of
+		// every run); no character sorts after U+10FFFF.
 		runs, err = s.queryRuns(ctx, `SELECT `+runColumns+` FROM runs
-			WHERE substr(id, 1, ?) = ? ORDER BY started DESC LIMIT 6`, len(id), id)
+			WHERE id >= ? AND id < ? AND substr(id, 1, ?) = ? ORDER BY started DESC LIMIT 6`,
+			id, id+"\U0010FFFF", len(id), id)
 	}
 	if err != nil {
 		return engine.RunRecord{}, nil, err
@@ -96,8 +99,7 @@ func (s *Store) LastSuccess(ctx context.Context, plan string) (engine.RunRecord,
 // LastSuccessOf returns the plan's most recently finished successful run
 // of a kind (apply, restore, drill).
 func (s *Store) LastSuccessOf(ctx context.Context, plan, kind string) (engine.RunRecord, bool, error) {
-	runs, err := s.queryRuns(ctx, `SELECT `+runColumns+` FROM runs
-		WHERE plan = ? AND kind = ? AND status = ? ORDER BY finished DESC, started DESC LIMIT 1`, plan, kind, engine.StatusSuccess)
+	runs, err := s.queryRuns(ctx, lastSuccessQuery(runColumns), plan, kind, engine.StatusSuccess)
 	if err != nil || len(runs) == 0 {
 		return engine.RunRecord{}, false, err
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -12,8 +13,61 @@ import (
 
 var _ engine.Recorder = (*Store)(nil)
 
+// execer is the database or a transaction: the recorder's writes run on
+// either (Batch).
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// txRecorder records into one transaction.
+type txRecorder struct{ ex execer }
+
+func (t txRecorder) StartRun(ctx context.Context, r engine.RunRecord) error {
+	return startRun(ctx, t.ex, r)
+}
+
+func (t txRecorder) RecordAttempt(ctx context.Context, a engine.AttemptRecord) error {
+	return recordAttempt(ctx, t.ex, a)
+}
+
+func (t txRecorder) FinishRun(ctx context.Context, r engine.RunRecord) error {
+	return finishRun(ctx, t.ex, r)
+}
+
+// Batch calls fn with a Recorder whose writes all commit together when fn
+// returns nil (and none when it fails): imports and benchmarks record
+// thousands of runs at the cost of one commit.
+func (s *Store) Batch(ctx context.Context, fn func(engine.Recorder) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("run store: %w", err)
+	}
+	if err := fn(txRecorder{tx}); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("run store: %w", err)
+	}
+	return nil
+}
+
 // StartRun inserts a new run (normally with status running).
 func (s *Store) StartRun(ctx context.Context, r engine.RunRecord) error {
+	return startRun(ctx, s.db, r)
+}
+
+// RecordAttempt appends one step attempt to its run.
+func (s *Store) RecordAttempt(ctx context.Context, a engine.AttemptRecord) error {
+	return recordAttempt(ctx, s.db, a)
+}
+
+// FinishRun records how a run ended: finished, status, exit code, error.
+func (s *Store) FinishRun(ctx context.Context, r engine.RunRecord) error {
+	return finishRun(ctx, s.db, r)
+}
+
+func startRun(ctx context.Context, db execer, r engine.RunRecord) error {
 	if r.ID == "" {
 		return fmt.Errorf("run store: start run: empty run id")
 	}
@@ -21,7 +75,7 @@ func (s *Store) StartRun(ctx context.Context, r engine.RunRecord) error {
 	if err != nil {
 		return fmt.Errorf("run store: start run %s: %w", r.ID, err)
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO runs
+	_, err = db.ExecContext(ctx, `INSERT INTO runs
 		(id, plan, plan_file, plan_sha256, host, trigger, pid, started, finished, status, exit_code, error, log_file,
 		 kind, source_run, report_json)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -34,8 +88,7 @@ func (s *Store) StartRun(ctx context.Context, r engine.RunRecord) error {
 	return nil
 }
 
-// RecordAttempt appends one step attempt to its run.
-func (s *Store) RecordAttempt(ctx context.Context, a engine.AttemptRecord) error {
+func recordAttempt(ctx context.Context, db execer, a engine.AttemptRecord) error {
 	outputs, err := json.Marshal(nonNilMap(a.Outputs))
 	if err != nil {
 		return fmt.Errorf("run store: run %s step %s: outputs: %w", a.RunID, a.StepID, err)
@@ -50,7 +103,7 @@ func (s *Store) RecordAttempt(ctx context.Context, a engine.AttemptRecord) error
 			return fmt.Errorf("run store: run %s step %s: records: %w", a.RunID, a.StepID, err)
 		}
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO attempts
+	_, err = db.ExecContext(ctx, `INSERT INTO attempts
 		(run_id, step_id, step_type, attempt, status, started, finished, duration_ns, error, reason,
 		 outputs_json, bytes_in, bytes_out, artifacts_json, records_json)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -62,13 +115,12 @@ func (s *Store) RecordAttempt(ctx context.Context, a engine.AttemptRecord) error
 	return nil
 }
 
-// FinishRun records how a run ended: finished, status, exit code, error.
-func (s *Store) FinishRun(ctx context.Context, r engine.RunRecord) error {
+func finishRun(ctx context.Context, db execer, r engine.RunRecord) error {
 	report, err := encodeReport(r.Report)
 	if err != nil {
 		return fmt.Errorf("run store: finish run %s: %w", r.ID, err)
 	}
-	res, err := s.db.ExecContext(ctx, `UPDATE runs SET finished = ?, status = ?, exit_code = ?, error = ?, report_json = ?
+	res, err := db.ExecContext(ctx, `UPDATE runs SET finished = ?, status = ?, exit_code = ?, error = ?, report_json = ?
 		WHERE id = ?`, fmtTime(r.Finished), r.Status, r.ExitCode, r.Error, report, r.ID)
 	if err != nil {
 		return fmt.Errorf("run store: finish run %s: %w", r.ID, err)

@@ -81,6 +81,17 @@ type ReadOptions struct {
 	PassphraseFile string `yaml:"passphrase_file" doc:"file whose first line is the passphrase of a passphrase-encrypted artifact"`
 }
 
+// AddReadKeys sets a restore step's ReadOptions params (in with) to the
+// decryption keys of the restore target.
+func AddReadKeys(with map[string]any, t engine.RestoreTarget) {
+	if t.IdentityFile != "" {
+		with["identity_file"] = t.IdentityFile
+	}
+	if t.PassphraseFile != "" {
+		with["passphrase_file"] = t.PassphraseFile
+	}
+}
+
 // Describe renders what a writer would produce, for dry-run output
 // ("write: " + Describe()).
 func (o WriteOptions) Describe() string {
@@ -150,7 +161,7 @@ type Writer struct {
 	head    io.Writer
 	in      int64
 	stats   *engine.Stats
-	prog    *progress
+	prog    *engine.Progress // counts the bytes written in, the step's one count
 	log     *slog.Logger
 	start   time.Time
 	done    bool
@@ -200,9 +211,8 @@ func Create(ctx context.Context, env *engine.Env, opts WriteOptions) (*Writer, e
 		encryption: describeEncryption(opts.Encrypt, recips)}
 	w.sink = newSink(tmp, sha256.New())
 	if env != nil {
-		w.stats, w.log = env.Stats, env.Log
+		w.stats, w.log, w.prog = env.Stats, env.Log, env.Progress
 	}
-	w.prog = newProgress(env, final)
 	var out io.Writer = w.sink
 	if recips != nil {
 		ew, err := age.Encrypt(out, recips...)
@@ -269,7 +279,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 	if w.stats != nil {
 		w.stats.BytesIn.Add(int64(n))
 	}
-	w.prog.add(n)
+	w.prog.Add(int64(n))
 	if err != nil {
 		return n, fmt.Errorf("artifact %s: %w", w.opts.Output, err)
 	}
@@ -322,7 +332,6 @@ func (w *Writer) Commit() (Result, error) {
 			return fail(err)
 		}
 	}
-	w.prog.finish()
 	if err := w.ctx.Err(); err != nil {
 		w.Abort()
 		return Result{}, err

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -299,7 +300,7 @@ func TestCancelMidStreamLeavesNothing(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			// Cancel from inside the stream, after the first MiB.
-			env.Progress = func(done int64) { cancel() }
+			env.Progress = engine.NewProgress(func(int64) { cancel() }, nil)
 			dir := t.TempDir()
 			w, err := Create(ctx, env, WriteOptions{Output: filepath.Join(dir, "big"), Compress: comp})
 			if err != nil {
@@ -355,15 +356,15 @@ func TestFullFilesystem(t *testing.T) {
 
 func TestProgressAndLoosePermissionWarning(t *testing.T) {
 	env, log := testEnv(t)
-	old := LogEvery
-	LogEvery = 0 // every check logs
-	defer func() { LogEvery = old }()
+	old := engine.ProgressLogEvery
+	engine.ProgressLogEvery = 0 // every check logs
+	defer func() { engine.ProgressLogEvery = old }()
 	var calls []int64
-	env.Progress = func(n int64) { calls = append(calls, n) }
+	env.Progress = engine.NewProgress(func(n int64) { calls = append(calls, n) }, env.Log)
 	data := sample(t, 5<<20)
 	write(t, env, WriteOptions{Output: filepath.Join(t.TempDir(), "p"), Compress: "none"}, data)
-	if len(calls) < 4 || calls[len(calls)-1] != int64(len(data)) {
-		t.Fatalf("progress calls %v", calls)
+	if len(calls) < 4 || env.Progress.Done() != int64(len(data)) {
+		t.Fatalf("progress calls %v, done %d, want %d", calls, env.Progress.Done(), len(data))
 	}
 	for i := 1; i < len(calls); i++ {
 		if calls[i] <= calls[i-1] {
@@ -452,5 +453,49 @@ func TestVerifySidecarCatchesCutAtFrameBoundary(t *testing.T) {
 	err = read(Plain | VerifySidecar)
 	if err == nil || !strings.Contains(err.Error(), "does not match its .sha256 sidecar") {
 		t.Fatalf("VerifySidecar: %v", err)
+	}
+}
+
+// Each byte is counted once: a Reader counts the raw bytes it reads, and
+// opened Uncounted it leaves the count to the Writer its plaintext is
+// copied into (what the encrypt/compress steps do), on both copy paths.
+func TestCopyIsCountedOnce(t *testing.T) {
+	env, _ := testEnv(t)
+	dir := t.TempDir()
+	data := sample(t, 3<<20)
+	src := write(t, env, WriteOptions{Output: filepath.Join(dir, "src.zst"), Compress: "zstd"}, data)
+	for _, mode := range []OpenMode{Plain, Raw} {
+		env.Progress, env.Stats = engine.NewProgress(nil, nil), &engine.Stats{}
+		r, err := OpenWith(context.Background(), env, src.Path, ReadOptions{}, mode|Uncounted)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := Create(context.Background(), env, WriteOptions{Output: filepath.Join(dir, fmt.Sprintf("dst-%d", mode)), Compress: "gzip"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.WriteTo(w); err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		res, err := w.Commit()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done, in := env.Progress.Done(), env.Stats.BytesIn.Load(); done != res.BytesIn || in != res.BytesIn {
+			t.Errorf("mode %d: progress %d, stats in %d; want each %d (the bytes written, once)", mode, done, in, res.BytesIn)
+		}
+	}
+	env.Progress, env.Stats = engine.NewProgress(nil, nil), &engine.Stats{}
+	r, err := OpenWith(context.Background(), env, src.Path, ReadOptions{}, Plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		t.Fatal(err)
+	}
+	if done, in := env.Progress.Done(), env.Stats.BytesIn.Load(); done != src.Size || in != src.Size {
+		t.Errorf("reading alone: progress %d, stats in %d; want each %d (the raw bytes)", done, in, src.Size)
 	}
 }

@@ -45,7 +45,7 @@ type Reader struct {
 	counted int64    // raw bytes reported to progress and stats
 	want    string   // sidecar sum to check at EOF (VerifySidecar)
 	ctx     context.Context
-	prog    *progress
+	prog    *engine.Progress
 	stats   *engine.Stats
 }
 
@@ -67,11 +67,15 @@ const (
 	// restores must not accept a file cut at a compression frame boundary,
 	// which decodes cleanly.
 	VerifySidecar OpenMode = 1 << 5
+	// Uncounted (or-ed into a mode) leaves progress and stats to whoever
+	// counts the same stream, e.g. the Writer the plaintext is copied into
+	// or a first pass over the same file: each byte is counted once.
+	Uncounted OpenMode = 1 << 6
 )
 
-// OpenWith opens an artifact for streaming with cancellation, progress,
-// stats (bytes read from disk count as BytesIn) and a running sha256 of
-// the raw file. It warns (never fails) when an identity or passphrase file
+// OpenWith opens an artifact for streaming with cancellation, progress and
+// stats (bytes read from disk count as BytesIn; not with Uncounted) and a
+// running sha256 of the raw file. It warns (never fails) when an identity or passphrase file
 // is readable by group or others.
 func OpenWith(ctx context.Context, env *engine.Env, path string, opts ReadOptions, mode OpenMode) (*Reader, error) {
 	var log *slog.Logger
@@ -83,10 +87,11 @@ func OpenWith(ctx context.Context, env *engine.Env, path string, opts ReadOption
 	if err != nil {
 		return nil, err
 	}
-	r := &Reader{Path: path, ctx: ctx, close: f.Close, file: f, prog: newProgress(env, path)}
-	if env != nil {
-		r.stats = env.Stats
+	r := &Reader{Path: path, ctx: ctx, close: f.Close, file: f}
+	if env != nil && mode&Uncounted == 0 {
+		r.stats, r.prog = env.Stats, env.Progress
 	}
+	mode &^= Uncounted
 	r.raw = &hashingReader{r: f}
 	if mode&VerifySidecar != 0 {
 		if sum, err := ReadSidecar(path); err == nil {
@@ -172,7 +177,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 func (r *Reader) count(offset int64) {
 	if d := offset - r.counted; d > 0 {
 		r.counted = offset
-		r.prog.add(int(d))
+		r.prog.Add(d)
 		if r.stats != nil {
 			r.stats.BytesIn.Add(d)
 		}

@@ -37,9 +37,21 @@ type sink struct {
 	toWrite chan *block
 	wg      sync.WaitGroup
 	n       int64 // bytes on disk, valid after Close
-	mu      sync.Mutex
-	err     error
+	err     firstError
 	closed  bool
+}
+
+// firstError keeps the first error set. Writers check it on every small
+// write (tar headers), hence an atomic load rather than a lock.
+type firstError struct{ p atomic.Pointer[error] }
+
+func (f *firstError) set(err error) { f.p.CompareAndSwap(nil, &err) }
+
+func (f *firstError) get() error {
+	if p := f.p.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 type block struct {
@@ -102,19 +114,9 @@ func (s *sink) writeLoop() {
 	}
 }
 
-func (s *sink) setErr(err error) {
-	s.mu.Lock()
-	if s.err == nil {
-		s.err = err
-	}
-	s.mu.Unlock()
-}
+func (s *sink) setErr(err error) { s.err.set(err) }
 
-func (s *sink) failed() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
-}
+func (s *sink) failed() error { return s.err.get() }
 
 func (s *sink) Write(p []byte) (int, error) {
 	if s.closed {

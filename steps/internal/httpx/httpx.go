@@ -1,6 +1,8 @@
-// Package httpx builds the one HTTP client shape steps use: go-retryablehttp
-// retrying connection errors, 429 and 5xx (never other 4xx), with a logger
-// that goes through the step's redacting slog logger.
+// Package httpx is how steps speak HTTP: the one client shape they use
+// (go-retryablehttp retrying connection errors, 429 and 5xx, never other
+// 4xx, with a logger that goes through the step's redacting slog logger),
+// and the request params http-get and http-post share (Request: URL,
+// credentials, retries and the checks on the answer).
 package httpx
 
 import (

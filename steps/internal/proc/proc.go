@@ -89,31 +89,6 @@ func Quote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// LookPath resolves a program like exec.LookPath, with an error that names it.
-func LookPath(name string, env []string) (string, error) {
-	if strings.Contains(name, "/") {
-		if _, err := exec.LookPath(name); err != nil {
-			return "", fmt.Errorf("%s: not an executable file", name)
-		}
-		return name, nil
-	}
-	// Search the child's PATH, not only ours.
-	if p, ok := engine.LookupEnv(env, "PATH"); ok {
-		for _, dir := range strings.Split(p, ":") {
-			if dir == "" {
-				continue
-			}
-			if path, err := exec.LookPath(dir + "/" + name); err == nil {
-				return path, nil
-			}
-		}
-	}
-	if path, err := exec.LookPath(name); err == nil {
-		return path, nil
-	}
-	return "", fmt.Errorf("%s: executable not found in PATH (is it installed?)", name)
-}
-
 // Run starts the child and waits. A non-zero exit is an *ExitError; a
 // cancelled context kills the whole process group and returns ctx.Err()
 // wrapped with the child's name.
@@ -125,7 +100,8 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 			return Result{ExitCode: -1}, fmt.Errorf("%s: argument %d contains a secret value; pass secrets through env or files, never argv", c.Name, i+1)
 		}
 	}
-	path, err := LookPath(c.Name, c.Env)
+	// The lookup validate --strict does too: the child's PATH first.
+	path, err := engine.LookPath(c.Name, c.Env)
 	if err != nil {
 		return Result{ExitCode: -1}, err
 	}

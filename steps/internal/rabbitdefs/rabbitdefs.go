@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
+	"strings"
 	"sync"
 )
 
@@ -281,4 +283,18 @@ func Found(want, have map[string]map[string]bool) map[string]int64 {
 		out[key] = n
 	}
 	return out
+}
+
+// FormatCounts renders counts as "k=v, ..." in key order.
+func FormatCounts(c map[string]int64) string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", k, c[k])
+	}
+	return strings.Join(parts, ", ")
 }

@@ -11,8 +11,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -49,19 +49,6 @@ type Stats struct {
 // opens files and directories instead of the raw descriptors below.
 var openFile func(name string) (*os.File, error)
 
-// openRead opens a file for reading as a bare descriptor: os.Open would
-// register it with the runtime poller (useless for files on disk) and
-// os.NewFile would still ask for its flags, system calls that show on
-// trees of many small files.
-func openRead(name string) (int, error) {
-	var fd int
-	err := retry(func() (err error) { fd, err = unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC, 0); return err })
-	if err != nil {
-		return -1, &fs.PathError{Op: "open", Path: name, Err: err}
-	}
-	return fd, nil
-}
-
 // fdReader reads a descriptor.
 type fdReader int
 
@@ -77,32 +64,99 @@ func (r fdReader) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-// openFileReader opens a regular file: the reader and how to close it.
-func openFileReader(name string) (io.Reader, func(), error) {
+// at names a file for the *at system calls: name relative to the open
+// directory dir, or (dir AT_FDCWD) a whole path. Files are reached from
+// their directory's descriptor, one component to resolve instead of the
+// whole path each time: the kernel's path walk showed in profiles.
+type at struct {
+	dir  int
+	name string
+}
+
+func pathAt(p string) at { return at{unix.AT_FDCWD, p} }
+
+// openFileReader opens regular file p (reached as a): the reader and how
+// to close it.
+func openFileReader(p string, a at) (io.Reader, func(), error) {
 	if openFile != nil {
-		f, err := openFile(name)
+		f, err := openFile(p)
 		if err != nil {
 			return nil, nil, err
 		}
 		return f, func() { f.Close() }, nil
 	}
-	fd, err := openRead(name)
+	fd, err := openat(a.dir, a.name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, &fs.PathError{Op: "open", Path: p, Err: err}
 	}
 	return fdReader(fd), func() { unix.Close(fd) }, nil
 }
 
-// openDir opens a directory to list it.
-func openDir(name string) (*os.File, error) {
+// openDir opens directory p (reached as a) to list it.
+func openDir(p string, a at) (*os.File, error) {
 	if openFile != nil {
-		return openFile(name)
+		return openFile(p)
 	}
-	fd, err := openRead(name)
+	fd, err := openat(a.dir, a.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
 	}
-	return os.NewFile(uintptr(fd), name), nil
+	return os.NewFile(uintptr(fd), p), nil
+}
+
+// statInfo is what os.Lstat (os.Stat when following symlinks) returns,
+// from an fstatat relative to the directory's descriptor.
+type statInfo struct {
+	name string
+	mode fs.FileMode
+	sys  syscall.Stat_t // archive/tar reads owners and devices from it
+}
+
+func (s *statInfo) Name() string       { return s.name }
+func (s *statInfo) Size() int64        { return s.sys.Size }
+func (s *statInfo) Mode() fs.FileMode  { return s.mode }
+func (s *statInfo) ModTime() time.Time { return time.Unix(s.sys.Mtim.Unix()) }
+func (s *statInfo) IsDir() bool        { return s.mode.IsDir() }
+func (s *statInfo) Sys() any           { return &s.sys }
+
+// statAt is c.stat for file p reached as a.
+func (c *creator) statAt(p string, a at) (fs.FileInfo, error) {
+	flags, op := unix.AT_SYMLINK_NOFOLLOW, "lstat"
+	if c.opts.FollowSymlinks {
+		flags, op = 0, "stat"
+	}
+	var u unix.Stat_t
+	if err := retry(func() error { return unix.Fstatat(a.dir, a.name, &u, flags) }); err != nil {
+		return nil, &fs.PathError{Op: op, Path: p, Err: err}
+	}
+	s := &statInfo{name: filepath.Base(p), mode: fs.FileMode(u.Mode & 0o777), sys: syscall.Stat_t{
+		Dev: u.Dev, Ino: u.Ino, Nlink: u.Nlink, Mode: u.Mode, Uid: u.Uid, Gid: u.Gid, Rdev: u.Rdev,
+		Size: u.Size, Blksize: u.Blksize, Blocks: u.Blocks,
+		Atim: syscall.Timespec(u.Atim), Mtim: syscall.Timespec(u.Mtim), Ctim: syscall.Timespec(u.Ctim)}}
+	switch u.Mode & unix.S_IFMT {
+	case unix.S_IFBLK:
+		s.mode |= fs.ModeDevice
+	case unix.S_IFCHR:
+		s.mode |= fs.ModeDevice | fs.ModeCharDevice
+	case unix.S_IFDIR:
+		s.mode |= fs.ModeDir
+	case unix.S_IFIFO:
+		s.mode |= fs.ModeNamedPipe
+	case unix.S_IFLNK:
+		s.mode |= fs.ModeSymlink
+	case unix.S_IFSOCK:
+		s.mode |= fs.ModeSocket
+	}
+	if u.Mode&unix.S_ISUID != 0 {
+		s.mode |= fs.ModeSetuid
+	}
+	if u.Mode&unix.S_ISGID != 0 {
+		s.mode |= fs.ModeSetgid
+	}
+	if u.Mode&unix.S_ISVTX != 0 {
+		s.mode |= fs.ModeSticky
+	}
+	return s, nil
 }
 
 // Create writes a tar stream of opts.Paths to w. Member names are the paths
@@ -116,7 +170,9 @@ func Create(ctx context.Context, w io.Writer, opts CreateOptions) (Stats, error)
 		links: map[fileID]string{}, open: map[fileID]string{}, buf: make([]byte, 1<<20)}
 	for _, p := range opts.Skip {
 		if fi, err := os.Stat(p); err == nil {
-			c.skip = append(c.skip, fi)
+			if id, ok := idOf(fi); ok {
+				c.skip = append(c.skip, id)
+			}
 		}
 	}
 	for _, p := range opts.Paths {
@@ -128,7 +184,7 @@ func Create(ctx context.Context, w io.Writer, opts CreateOptions) (Stats, error)
 			// A missing top-level path is a plan mistake, not a flaky file.
 			return c.st, fmt.Errorf("path %s: %w", p, err)
 		}
-		if err := c.add(p, memberName(p), fi); err != nil {
+		if err := c.add(p, memberName(p), pathAt(p), fi); err != nil {
 			return c.st, err
 		}
 	}
@@ -153,6 +209,19 @@ func memberName(p string) string {
 
 type fileID struct{ dev, ino uint64 }
 
+func idOf(fi fs.FileInfo) (fileID, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, false
+	}
+	return fileID{uint64(st.Dev), st.Ino}, true
+}
+
+// maxHeldDirs bounds the directory descriptors held while their entries
+// are archived, one per level of nesting; deeper entries are reached by
+// their whole path.
+const maxHeldDirs = 64
+
 type creator struct {
 	ctx   context.Context
 	tw    *tar.Writer
@@ -162,7 +231,8 @@ type creator struct {
 	open  map[fileID]string // directories being archived: a loop returns to one
 	buf   []byte
 	st    Stats
-	skip  []fs.FileInfo
+	skip  []fileID
+	held  int // directory descriptors held (see maxHeldDirs)
 }
 
 func (c *creator) stat(p string) (fs.FileInfo, error) {
@@ -183,17 +253,16 @@ func (c *creator) unreadable(p string, err error) error {
 	return nil
 }
 
-func (c *creator) add(p, name string, fi fs.FileInfo) error {
+// add archives file p as member name; a is how to reach it.
+func (c *creator) add(p, name string, a at, fi fs.FileInfo) error {
 	if err := c.ctx.Err(); err != nil {
 		return err
 	}
 	if name != "." && c.ex.Match(p, name) {
 		return nil
 	}
-	for _, s := range c.skip {
-		if os.SameFile(s, fi) {
-			return nil
-		}
+	if id, ok := idOf(fi); ok && slices.Contains(c.skip, id) {
+		return nil
 	}
 	mode := fi.Mode()
 	if mode&fs.ModeSocket != 0 {
@@ -221,7 +290,7 @@ func (c *creator) add(p, name string, fi fs.FileInfo) error {
 	var file io.Reader
 	if mode.IsRegular() {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
-			id := fileID{uint64(st.Dev), st.Ino}
+			id, _ := idOf(fi)
 			if first, seen := c.links[id]; seen {
 				hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first, 0
 				c.st.Hardlinks++
@@ -232,27 +301,32 @@ func (c *creator) add(p, name string, fi fs.FileInfo) error {
 		// Open before writing the header: an unreadable file must not
 		// leave a header without content behind.
 		var closeFile func()
-		if file, closeFile, err = openFileReader(p); err != nil {
+		if file, closeFile, err = openFileReader(p, a); err != nil {
 			return c.unreadable(p, err)
 		}
 		defer closeFile()
 	}
 	var entries []os.DirEntry
+	dirAt := unix.AT_FDCWD // how the entries are reached
 	if fi.IsDir() {
 		// A symlink followed to an ancestor, or a bind mount of one, would
 		// make the archive endless.
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			id := fileID{uint64(st.Dev), st.Ino}
+		if id, ok := idOf(fi); ok {
 			if outer, loop := c.open[id]; loop {
 				return c.unreadable(p, fmt.Errorf("file system loop: it is the directory %s again", outer))
 			}
 			c.open[id] = p
 			defer delete(c.open, id)
 		}
-		d, err := openDir(p)
+		d, err := openDir(p, a)
 		if err == nil {
-			entries, err = d.ReadDir(-1)
-			d.Close()
+			if entries, err = d.ReadDir(-1); err != nil || c.held >= maxHeldDirs {
+				d.Close()
+			} else {
+				dirAt = int(d.Fd())
+				c.held++
+				defer func() { c.held--; d.Close() }()
+			}
 		}
 		if err != nil {
 			return c.unreadable(p, err)
@@ -272,16 +346,32 @@ func (c *creator) add(p, name string, fi fs.FileInfo) error {
 		if name != "." { // "." has no member of its own
 			c.st.Dirs++
 		}
+		// filepath.Join and path.Join, without cleaning every entry's path
+		dir, prefix := filepath.Clean(p), name+"/"
+		switch dir {
+		case ".":
+			dir = ""
+		case "/":
+		default:
+			dir += "/"
+		}
+		if name == "." {
+			prefix = ""
+		}
 		for _, e := range entries {
-			child := filepath.Join(p, e.Name())
-			cfi, err := c.stat(child)
+			child := dir + e.Name()
+			ca := at{dirAt, e.Name()}
+			if dirAt == unix.AT_FDCWD {
+				ca.name = child
+			}
+			cfi, err := c.statAt(child, ca)
 			if err != nil {
 				if err := c.unreadable(child, err); err != nil {
 					return err
 				}
 				continue
 			}
-			if err := c.add(child, path.Join(name, e.Name()), cfi); err != nil {
+			if err := c.add(child, prefix+e.Name(), ca, cfi); err != nil {
 				return err
 			}
 		}

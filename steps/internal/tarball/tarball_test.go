@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -437,5 +438,80 @@ func TestListDetectsTruncation(t *testing.T) {
 	}
 	if _, err := List(context.Background(), bytes.NewReader(buf.Bytes()[:buf.Len()/2])); err == nil {
 		t.Fatal("truncated archive listed cleanly")
+	}
+}
+
+// Entries are stat'ed relative to their directory's descriptor, not with
+// os.Lstat: every header must still be what os.Lstat's FileInfo gives,
+// for every kind of file and mode bit, and past maxHeldDirs levels (where
+// entries are reached by their whole path again).
+func TestCreateHeadersMatchLstat(t *testing.T) {
+	src := makeTree(t)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(src, "suid"), []byte("#!/bin/sh\n"), 0o755))
+	must(os.Chmod(filepath.Join(src, "suid"), 0o755|os.ModeSetuid))
+	must(os.Mkdir(filepath.Join(src, "sticky"), 0o755))
+	must(os.Chmod(filepath.Join(src, "sticky"), 0o777|os.ModeSticky))
+	must(os.Mkdir(filepath.Join(src, "sgid"), 0o755))
+	must(os.Chmod(filepath.Join(src, "sgid"), 0o2750))
+	must(syscall.Mkfifo(filepath.Join(src, "fifo"), 0o620))
+	if os.Geteuid() == 0 {
+		must(syscall.Mknod(filepath.Join(src, "null"), syscall.S_IFCHR|0o666, 1<<8|3))
+	}
+	deep := src
+	for i := 0; i < maxHeldDirs+5; i++ {
+		deep = filepath.Join(deep, "d")
+	}
+	must(os.MkdirAll(deep, 0o755))
+	must(os.WriteFile(filepath.Join(deep, "bottom"), []byte("deep"), 0o600))
+
+	var buf bytes.Buffer
+	if _, err := Create(context.Background(), &buf, CreateOptions{Paths: []string{src}}); err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	tr := tar.NewReader(&buf)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := "/" + strings.TrimSuffix(h.Name, "/")
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		link := ""
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			link, _ = os.Readlink(p)
+		}
+		want, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeLink {
+			continue // the second name of a hard link
+		}
+		if h.Typeflag != want.Typeflag || h.Mode != want.Mode || h.Uid != want.Uid || h.Gid != want.Gid ||
+			h.Uname != want.Uname || h.Gname != want.Gname || h.Size != want.Size || h.Linkname != want.Linkname ||
+			h.Devmajor != want.Devmajor || h.Devminor != want.Devminor || !h.ModTime.Equal(want.ModTime.Truncate(time.Second)) {
+			t.Errorf("%s: header %+v, want (from os.Lstat) %+v", p, h, want)
+		}
+		seen++
+	}
+	want := 18 + maxHeldDirs + 5 // makeTree's, the new ones, the deep ones
+	if os.Geteuid() == 0 {
+		want++ // the device node
+	}
+	if seen != want {
+		t.Errorf("%d members checked, want %d", seen, want)
 	}
 }

@@ -1,0 +1,150 @@
+package engine
+
+import (
+	"fmt"
+	"reflect"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// The plan format (version 1), declared once like a step type's params:
+// the loader's key checking, type checks and defaults, the JSON schema
+// and the README's format table all derive from these structs and their
+// tags. The loader then builds the runtime Plan, Step and RestoreSpec from
+// what it decoded into them (load.go).
+
+type planFile struct {
+	Version       int           `yaml:"version" required:"true" enum:"1" doc:"plan format version: always 1"`
+	Name          string        `yaml:"name" required:"true" pattern:"^[A-Za-z0-9][A-Za-z0-9_.-]*$" doc:"names the lock (one run of a plan at a time) and the run history"`
+	Description   string        `yaml:"description" doc:"free text"`
+	EnvFiles      []string      `yaml:"env_files" doc:"dotenv files read at apply time (comments, export, quotes, ${VAR}); a file readable by group or others is refused (--allow-loose-env-perms downgrades to a warning); --env-file F (repeatable) reads F instead"`
+	EnvPrecedence string        `yaml:"env_precedence" enum:"file|process" default:"file" doc:"which wins when a name is both in the process environment and an env file"`
+	Secrets       []string      `yaml:"secrets" doc:"extra env names whose values are masked as ***; names containing PASS, SECRET, TOKEN, KEY or CREDENTIAL (not *_FILE) and every password inside a URI are masked anyway"`
+	Vars          *yaml.Node    `yaml:"vars" pattern:"^[A-Za-z_][A-Za-z0-9_]*$" doc:"values evaluated once per run, in order, read as vars.<name>; may use env and earlier vars; --var name=value overrides"`
+	Defaults      defaultsFile  `yaml:"defaults" doc:"settings of every step that does not set its own"`
+	Timeout       Duration      `yaml:"timeout" doc:"bound on the whole run; when it expires the running step is cancelled and failure()/always() steps still run"`
+	Monitor       []monitorFile `yaml:"monitor" doc:"steps the engine drives itself (healthcheck-ping, webhook): start when the run begins, success or fail (with the exit code and the log tail) when it ends; fail also when the run cannot start (invalid plan, unusable env file, run store unavailable), the plan times out, a signal stops it, or an earlier run's process died; log when on_lock: skip skips the run; each call has a 30s timeout and one attempt (the type retries itself)"`
+	OnLock        string        `yaml:"on_lock" enum:"skip|fail|wait" default:"skip" doc:"when another run of the plan holds its lock: skip (log, exit 3, a log signal to the monitors, never fail), fail (exit 3 and a fail signal) or wait for it (up to lock_wait); apply --wait means wait"`
+	LockWait      Duration      `yaml:"lock_wait" doc:"with on_lock: wait (or --wait), how long to wait for the lock before failing with exit 3 and a fail signal (default: the plan's timeout, else until a signal)"`
+	Steps         []stepFile    `yaml:"steps" required:"true" min:"1" doc:"the steps, run in order"`
+	Restore       *restoreFile  `yaml:"restore" doc:"how planrun restore and planrun drill restore this plan's backups"`
+	Schedule      *scheduleFile `yaml:"schedule" doc:"when planrun schedule install has systemd (a timer) or cron start the plan"`
+	node          `yaml:"-"`
+}
+
+type defaultsFile struct {
+	Timeout Duration   `yaml:"timeout" default:"2h" doc:"per-attempt timeout of a step"`
+	Retry   *retryFile `yaml:"retry" doc:"retry policy of a step"`
+}
+
+// retryFile is a retry policy: exponential backoff with jitter.
+type retryFile struct {
+	Attempts int      `yaml:"attempts" min:"1" max:"100" default:"1" doc:"total attempts (1: no retry)"`
+	Delay    Duration `yaml:"delay" default:"5s" doc:"wait before the second attempt (at most max_delay); doubles each time, with jitter"`
+	MaxDelay Duration `yaml:"max_delay" doc:"cap on the wait between attempts"`
+	node     `yaml:"-"`
+}
+
+type stepFile struct {
+	ID                 string     `yaml:"id" required:"true" pattern:"^[A-Za-z][A-Za-z0-9_-]*$" doc:"unique step id (a letter, then letters, digits, _ and -); later steps read steps.<id>.outputs"`
+	Type               string     `yaml:"type" required:"true" doc:"step type (see planrun steps)"`
+	Name               string     `yaml:"name" doc:"human-readable name"`
+	With               *yaml.Node `yaml:"with" doc:"the step type's params"`
+	When               exprText   `yaml:"when" doc:"condition; success() is implied unless it calls success(), failure(), always() or cancelled()"`
+	Assert             []exprText `yaml:"assert" doc:"checked after the step succeeds, over its own outputs and earlier steps'; a false one fails the step (not retried)"`
+	Timeout            Duration   `yaml:"timeout" doc:"per-attempt timeout (default: defaults.timeout)"`
+	Retry              *retryFile `yaml:"retry" doc:"retry policy; keys not given come from defaults.retry"`
+	ContinueOnError    bool       `yaml:"continue_on_error" doc:"a failure of this step is recorded but does not fail the run"`
+	AfterBackupFailure bool       `yaml:"after_backup_failure" doc:"let a destructive step run even after a backup step of the run failed"`
+	node               `yaml:"-"`
+}
+
+type monitorFile struct {
+	Type string     `yaml:"type" required:"true" doc:"a step type that can be a monitor (planrun steps marks them)"`
+	With *yaml.Node `yaml:"with" doc:"the type's params, except those the engine sets"`
+	node `yaml:"-"`
+}
+
+type restoreFile struct {
+	IdentityFile   string                `yaml:"identity_file" doc:"age identity that decrypts the artifacts"`
+	PassphraseFile string                `yaml:"passphrase_file" doc:"passphrase file of passphrase-encrypted artifacts"`
+	ScratchDir     string                `yaml:"scratch_dir" doc:"where scratch file restores go (default: the system temp dir)"`
+	RTO            Duration              `yaml:"rto" doc:"RTO budget: a drill whose measured RTO exceeds it fails"`
+	Steps          map[string]*yaml.Node `yaml:"steps" doc:"per backup step id, params of its derived restore step that override the defaults, e.g. {db-full: {host: 10.0.0.5, jobs: 4}}; checked against the restore step type"`
+}
+
+// scheduleFile is a plan's `schedule:`. Being optional (a pointer), it
+// gets no applied defaults: the loader reads persistent's absence itself.
+type scheduleFile struct {
+	OnCalendar      string   `yaml:"on_calendar" doc:"when, in systemd calendar syntax (systemd.time(7)), e.g. \"*-*-* 03:00:00\", \"*-*-01 03:20:00\", \"Mon..Fri 02:30\", \"*-*-* 00/6:00:00\"; no ~ or time zone (the host's local time); give this or cron"`
+	Cron            string   `yaml:"cron" doc:"when, as a 5-field cron expression (minute hour day-of-month month day-of-week), e.g. \"0 3 * * *\", or @daily etc.; give this or on_calendar"`
+	RandomizedDelay Duration `yaml:"randomized_delay" doc:"start up to this much later, at random (systemd's RandomizedDelaySec=; with cron a sleep before the run)"`
+	Persistent      bool     `yaml:"persistent" default:"true" doc:"catch up after downtime: a start missed while the machine was off happens at boot (systemd's Persistent=; cron cannot)"`
+	node            `yaml:"-"`
+}
+
+// monitorTimeout bounds each call of a monitor (documented on planFile.Monitor).
+const monitorTimeout = 30 * time.Second
+
+// exprText is an expr-lang expression written without ${{ }} (when, assert).
+type exprText string
+
+// node is where a decoded format object sits in the file, and the value
+// node of each key given; the loader fills it for later messages.
+type node struct {
+	n    *yaml.Node
+	vals map[string]*yaml.Node
+}
+
+func (x *node) setNode(n *yaml.Node, vals map[string]*yaml.Node) { x.n, x.vals = n, vals }
+
+// A list element names itself in messages (step "dump"), not by index.
+type labeler interface{ label(n *yaml.Node) string }
+
+func (*stepFile) label(n *yaml.Node) string {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "id" && n.Content[i+1].Kind == yaml.ScalarNode {
+			return fmt.Sprintf("step %q", n.Content[i+1].Value)
+		}
+	}
+	return "step"
+}
+
+func (*monitorFile) label(*yaml.Node) string { return "monitor" }
+
+var (
+	exprType = reflect.TypeOf(exprText(""))
+	nodeType = reflect.TypeOf((*yaml.Node)(nil))
+
+	formatSpecs = map[reflect.Type]*Spec{}
+	planSpec    = mustFormatSpec(planFile{})
+	retrySpec   = mustFormatSpec(retryFile{})
+)
+
+func mustFormatSpec(v any) *Spec {
+	s, err := specOf(reflect.TypeOf(v), formatSpecs)
+	if err != nil {
+		panic("plan format: " + err.Error())
+	}
+	return s
+}
+
+// PlanFormat is the declaration of the plan format (version 1): its
+// top-level keys, each with its doc, kind, default and bounds; object
+// keys have their own Fields.
+func PlanFormat() *Spec { return planSpec }
+
+// formatDefName names the $defs entry of a format struct used in several
+// places (or recursively), or "" to inline it.
+func formatDefName(s *Spec) string {
+	switch s.goType {
+	case reflect.TypeOf(retryFile{}):
+		return "retry"
+	case reflect.TypeOf(stepFile{}):
+		return "step"
+	case reflect.TypeOf(monitorFile{}):
+		return "monitor"
+	}
+	return ""
+}
