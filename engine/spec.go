@@ -46,6 +46,9 @@ type Param struct {
 	Default  string
 	Enum     []string
 	Secret   bool
+	// Tool says the value names a program the step runs: validate
+	// --strict looks it up as apply will.
+	Tool     bool
 	Min, Max *float64
 	Pattern  *regexp.Regexp
 	Fields   *Spec // for KindObject and KindObjectList
@@ -218,7 +221,11 @@ func (s *Spec) addFields(t reflect.Type, prefix []int, format map[reflect.Type]*
 			Required: f.Tag.Get("required") == "true",
 			Default:  f.Tag.Get("default"),
 			Secret:   f.Tag.Get("secret") == "true",
+			Tool:     f.Tag.Get("tool") == "true",
 			index:    index,
+		}
+		if p.Tool && f.Type.Kind() != reflect.String {
+			return fmt.Errorf("field %s: only a string can name a tool", f.Name)
 		}
 		if e := f.Tag.Get("enum"); e != "" {
 			p.Enum = strings.Split(e, "|")
@@ -576,6 +583,39 @@ func contains(list []string, s string) bool {
 }
 
 // SecretValues returns the non-empty values of params tagged secret.
+// ToolValues lists the programs the params tagged tool name in v, in
+// declaration order; an unset one is its default.
+func (s *Spec) ToolValues(v reflect.Value) []string {
+	var out []string
+	for v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return s.ToolDefaults()
+		}
+		v = v.Elem()
+	}
+	for _, p := range s.Params {
+		if p.Tool {
+			name := v.FieldByIndex(p.index).String()
+			if name == "" {
+				name = p.Default
+			}
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// ToolDefaults lists the defaults of the params tagged tool.
+func (s *Spec) ToolDefaults() []string {
+	var out []string
+	for _, p := range s.Params {
+		if p.Tool && p.Default != "" {
+			out = append(out, p.Default)
+		}
+	}
+	return out
+}
+
 func (s *Spec) SecretValues(v reflect.Value) []string {
 	var out []string
 	for v.Kind() == reflect.Pointer {

@@ -124,8 +124,6 @@ type Def[P any] struct {
 	KindOf  func(p *P) Kind
 	Outputs []Output
 	Example string // YAML of a `with:` block; must decode
-	// Tools are the programs the step runs (checked by validate --strict).
-	Tools []string
 	// Monitor lets the type serve as a plan's monitor: the engine runs it
 	// at the start and the end of a run, setting its MonitorParams.
 	Monitor bool
@@ -150,6 +148,9 @@ type Type struct {
 	Kind    Kind
 	Outputs []Output
 	Example string
+	// Tools are the programs the step runs by default: the defaults of
+	// the params tagged tool (validate --strict checks the values a plan
+	// gives).
 	Tools   []string
 	Monitor bool
 	Params  *Spec
@@ -178,7 +179,7 @@ func (d Def[P]) Type() *Type {
 	}
 	t := &Type{
 		Name: d.Name, Summary: d.Summary, Doc: d.Doc, Kind: d.Kind, Monitor: d.Monitor,
-		Outputs: d.Outputs, Example: d.Example, Tools: d.Tools, Params: spec, Inverse: d.Inverse,
+		Outputs: d.Outputs, Example: d.Example, Tools: spec.ToolDefaults(), Params: spec, Inverse: d.Inverse,
 		newParams: func() any { return new(P) },
 		run: func(ctx context.Context, env *Env, p any) (Outputs, error) {
 			return d.Run(ctx, env, p.(*P))
@@ -300,6 +301,11 @@ func (t *Type) Decode(with *yaml.Node, deferExprs bool) (any, []Problem) {
 		}
 	}
 	return p, probs
+}
+
+// ToolValues lists the programs a step with params p runs.
+func (t *Type) ToolValues(p any) []string {
+	return t.Params.ToolValues(reflect.ValueOf(p))
 }
 
 // SecretValues lists the values of the params tagged secret in p.

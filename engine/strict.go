@@ -1,6 +1,9 @@
 package engine
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // CheckStrict checks what validate --strict adds: env files exist and are
 // private, and every step's tools are found on the PATH its child process
@@ -20,8 +23,14 @@ func CheckStrict(p *Plan, inv Invocation) error {
 		if s.Type == nil {
 			continue
 		}
-		for _, tool := range s.Type.Tools {
-			if seen[tool] {
+		// The programs the step's params name (pg_dump: /usr/lib/postgresql/16/bin/pg_dump),
+		// else the type's defaults; one decided by an expression is known only at run time.
+		tools := s.Type.Tools
+		if params, probs := s.Type.Decode(s.With, true); len(probs) == 0 {
+			tools = s.Type.ToolValues(params)
+		}
+		for _, tool := range tools {
+			if seen[tool] || strings.Contains(tool, "${{") {
 				continue
 			}
 			seen[tool] = true

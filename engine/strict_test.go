@@ -13,7 +13,9 @@ import (
 	"github.com/planrun/planrun/engine"
 )
 
-type noParams struct{}
+type toolParams struct {
+	Program string `yaml:"program" default:"planrun-strict-fake-tool" tool:"true" doc:"the program"`
+}
 
 // validate --strict finds a step's tools where apply's child process will:
 // on the PATH of the environment merged with the env files, per
@@ -30,8 +32,8 @@ func TestStrictToolLookupFollowsChildPATH(t *testing.T) {
 	noPath := filepath.Join(dir, "nopath.env")
 	require.NoError(t, os.WriteFile(noPath, []byte("OTHER=1\n"), 0o600))
 
-	def := engine.Def[noParams]{Name: "tooled", Summary: "runs a tool", Tools: []string{tool},
-		Run: func(context.Context, *engine.Env, *noParams) (engine.Outputs, error) { return nil, nil }}
+	def := engine.Def[toolParams]{Name: "tooled", Summary: "runs a tool",
+		Run: func(context.Context, *engine.Env, *toolParams) (engine.Outputs, error) { return nil, nil }}
 	reg := engine.NewRegistry(def.Type())
 	processEnv := []string{"PATH=" + filepath.Join(dir, "empty")}
 
@@ -71,4 +73,22 @@ func TestStrictToolLookupFollowsChildPATH(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "env_files: ")
 	assert.Equal(t, 2, strings.Count(err.Error(), "\n")+1, "two problems: %v", err)
+
+	// The program a plan names in the tool param is what is checked, not
+	// the type's default; one an expression decides is known only at run time.
+	assert.Equal(t, []string{tool}, reg.Lookup("tooled").Tools, "declared by the param's default")
+	for with, wantErr := range map[string]string{
+		"{program: /nonexistent/pg_dump}":             "/nonexistent/pg_dump",
+		"{program: " + filepath.Join(bin, tool) + "}": "",
+		`{program: "${{ env.PROG }}"}`:                "",
+	} {
+		p, err := engine.Load("strict.yaml", []byte("version: 1\nname: strict\nsteps: [{id: s, type: tooled, with: "+with+"}]\n"), reg)
+		require.NoError(t, err)
+		err = engine.CheckStrict(p, engine.Invocation{Environ: processEnv})
+		if wantErr == "" {
+			assert.NoError(t, err, with)
+		} else if assert.Error(t, err, with) {
+			assert.Contains(t, err.Error(), wantErr)
+		}
+	}
 }

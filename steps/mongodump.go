@@ -26,7 +26,7 @@ type MongodumpParams struct {
 	ExcludeCollections    []string `yaml:"exclude_collections" doc:"collections to skip (needs db)"`
 	Oplog                 bool     `yaml:"oplog" doc:"include the oplog for a point-in-time dump (replica sets; full dumps only)"`
 	ExtraArgs             []string `yaml:"extra_args" doc:"more mongodump options, e.g. [--readPreference=secondary]"`
-	Mongodump             string   `yaml:"mongodump" default:"mongodump" doc:"mongodump program"`
+	Mongodump             string   `yaml:"mongodump" default:"mongodump" tool:"true" doc:"mongodump program"`
 	artifact.WriteOptions `yaml:",inline"`
 }
 
@@ -97,8 +97,7 @@ oplog (oplog: true) is not counted.
 
 Restore: planrun restore/drill run mongorestore; a drill restores into
 <db><suffix> and drops it afterwards (see mongorestore for the grants).`,
-	Tools: []string{"mongodump"},
-	Kind:  engine.KindBackup,
+	Kind: engine.KindBackup,
 	Outputs: append(append([]engine.Output(nil), artifact.StandardOutputs...),
 		engine.Output{Name: "counts", Doc: "documents in the archive per collection, keyed documents:<db>.<collection>"},
 		engine.Output{Name: "documents", Doc: "total documents in the archive"},

@@ -34,7 +34,7 @@ type MongorestoreParams struct {
 	NoIndexRestore       bool     `yaml:"no_index_restore" doc:"do not restore indexes (servers that reject mongorestore's index options, e.g. unpatched FerretDB)"`
 	AllowFailures        bool     `yaml:"allow_failures" doc:"succeed even if some documents failed to restore (e.g. duplicate keys without drop)"`
 	ExtraArgs            []string `yaml:"extra_args" doc:"more mongorestore options, e.g. [--numInsertionWorkersPerCollection=4]"`
-	Mongorestore         string   `yaml:"mongorestore" default:"mongorestore" doc:"mongorestore program"`
+	Mongorestore         string   `yaml:"mongorestore" default:"mongorestore" tool:"true" doc:"mongorestore program"`
 	artifact.ReadOptions `yaml:",inline"`
 }
 
@@ -179,8 +179,7 @@ scratch name changes with every drill and MongoDB privileges cannot name a
 database prefix, so in practice a drill user needs readWriteAnyDatabase and
 a custom role with dropDatabase on {db: "", collection: ""} — or run drills
 against a separate server restored from the same archive.`,
-	Tools: []string{"mongorestore"},
-	Kind:  engine.KindOther,
+	Kind: engine.KindOther,
 	Outputs: []engine.Output{
 		{Name: "counts", Doc: "documents on the server after the restore per restored collection, keyed as the backup names it: documents:<db>.<collection>"},
 		{Name: "documents", Doc: "total documents mongorestore reports restored"},

@@ -30,8 +30,8 @@ type PgDumpParams struct {
 	ExcludeTables         []string `yaml:"exclude_tables" doc:"skip these tables (--exclude-table)"`
 	ExtraArgs             []string `yaml:"extra_args" doc:"more pg_dump options, e.g. [--no-owner, --exclude-table-data=audit_*]"`
 	Counts                bool     `yaml:"counts" default:"true" doc:"count every dumped table's rows in the dump's own snapshot, for the manifest and drills; it reads each table once more, while pg_dump runs: false for databases too large for that (drills then compare checksums only)"`
-	PgDump                string   `yaml:"pg_dump" default:"pg_dump" doc:"pg_dump program (name in PATH or path; use the server's major version or newer)"`
-	Psql                  string   `yaml:"psql" default:"psql" doc:"psql program, used to read the server version"`
+	PgDump                string   `yaml:"pg_dump" default:"pg_dump" tool:"true" doc:"pg_dump program (name in PATH or path; use the server's major version or newer)"`
+	Psql                  string   `yaml:"psql" default:"psql" tool:"true" doc:"psql program, used to read the server version"`
 	artifact.WriteOptions `yaml:",inline"`
 }
 
@@ -132,8 +132,7 @@ the role may not read (permission, or row-level security, which the counts
 keep off as pg_dump does unless --enable-row-security) fails the step before
 any artifact exists; pg_dump would fail on it too. A standby works (snapshot
 export there needs PostgreSQL 10 or newer; the step fails otherwise).`,
-	Tools: []string{"pg_dump", "psql"},
-	Kind:  engine.KindBackup,
+	Kind: engine.KindBackup,
 	Outputs: append(append([]engine.Output(nil), artifact.StandardOutputs...),
 		engine.Output{Name: "server_version", Doc: "PostgreSQL server version (SHOW server_version)"},
 		engine.Output{Name: "duration_ms", Doc: "dump duration in milliseconds"},

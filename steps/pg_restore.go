@@ -36,8 +36,8 @@ type PgRestoreParams struct {
 	AfterSQL             []string `yaml:"after_sql" doc:"SQL statements run in the restored database after the restore and before verify_counts, fed to psql on stdin (never argv): ANALYZE, grants the application needs, a drill's smoke test; the counts measure the database as they leave it"`
 	DropAfter            bool     `yaml:"drop_after" doc:"drop the target database after verify_counts, also when the restore fails (drills into a scratch database)"`
 	ExtraArgs            []string `yaml:"extra_args" doc:"more pg_restore (or psql, for plain dumps) options"`
-	PgRestore            string   `yaml:"pg_restore" default:"pg_restore" doc:"pg_restore program"`
-	Psql                 string   `yaml:"psql" default:"psql" doc:"psql program (plain dumps, counts, database creation)"`
+	PgRestore            string   `yaml:"pg_restore" default:"pg_restore" tool:"true" doc:"pg_restore program"`
+	Psql                 string   `yaml:"psql" default:"psql" tool:"true" doc:"psql program (plain dumps, counts, database creation)"`
 	artifact.ReadOptions `yaml:",inline"`
 }
 
@@ -103,8 +103,7 @@ Drills: recreate_database + verify_counts (+ drop_after) restore into a scratch
 database, report row counts and clean up. The counts are keyed
 rows:<schema>.<table> like the counts pg_dump records in the manifest, so
 the two compare directly; verify_counts: ["*"] counts every table.`,
-	Tools: []string{"pg_restore", "psql"},
-	Kind:  engine.KindOther,
+	Kind: engine.KindOther,
 	Outputs: []engine.Output{
 		{Name: "database", Doc: "the database restored into"},
 		{Name: "format", Doc: "the dump format restored"},

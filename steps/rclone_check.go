@@ -25,7 +25,6 @@ func (p *RcloneCheckParams) Validate() error {
 var RcloneCheck = engine.Def[RcloneCheckParams]{
 	Name:    "rclone-check",
 	Summary: "rclone check: source and dest hold the same files (hashes); fails naming what differs",
-	Tools:   []string{"rclone"},
 	Kind:    engine.KindOther,
 	Outputs: []engine.Output{
 		{Name: "matches", Doc: "identical files"},

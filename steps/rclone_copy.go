@@ -26,7 +26,6 @@ var RcloneCopy = engine.Def[RcloneCopyParams]{
 	Summary: "rclone copy of new and changed files (never deletes); outputs bytes, files, errors",
 	Doc: "Runs rclone with JSON logs and turns its final stats into outputs. AWS_CA_BUNDLE is " +
 		"removed from rclone's environment (rclone 1.60's S3 client fails on it).",
-	Tools:   []string{"rclone"},
 	Kind:    engine.KindBackup,
 	Outputs: rclone.StatsDocs,
 	Example: "source: /backups/db\ndest: offsite:backups/db\ninclude: [\"*.dump.zst.age\"]\nconfig: /etc/planrun/rclone.conf",

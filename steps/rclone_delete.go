@@ -37,7 +37,6 @@ var RcloneDelete = engine.Def[RcloneDeleteParams]{
 		"by include/exclude) older than min_age. Unlike a sync from the local directory, an emptied or " +
 		"lost local directory cannot delete the off-site copies, and the guard refuses to delete more " +
 		"than max_delete_percent of them in one run.",
-	Tools:   []string{"rclone"},
 	Kind:    engine.KindDestructive,
 	Outputs: append(append([]engine.Output(nil), rclone.StatsDocs...), rclone.GuardDocs...),
 	Example: "source: offsite:backups/db\ninclude: [\"db_full_*\"]\nmin_age: 30d",

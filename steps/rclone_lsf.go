@@ -23,7 +23,6 @@ func (p *RcloneLsfParams) Validate() error {
 var RcloneLsf = engine.Def[RcloneLsfParams]{
 	Name:    "rclone-lsf",
 	Summary: "rclone lsf: the file names under a path (outputs for later steps)",
-	Tools:   []string{"rclone"},
 	Kind:    engine.KindOther,
 	Outputs: []engine.Output{
 		{Name: "count", Doc: "number of files"},

@@ -22,7 +22,6 @@ func (p *RcloneSizeParams) Validate() error {
 var RcloneSize = engine.Def[RcloneSizeParams]{
 	Name:    "rclone-size",
 	Summary: "rclone size: number of files and bytes under a path",
-	Tools:   []string{"rclone"},
 	Kind:    engine.KindOther,
 	Outputs: []engine.Output{
 		{Name: "count", Doc: "number of files"},

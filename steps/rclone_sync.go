@@ -33,7 +33,6 @@ var RcloneSync = engine.Def[RcloneSyncParams]{
 		"run and refuses when it would delete more than max_delete_percent of the destination's " +
 		"files, then syncs with --max-delete as a second guard. AWS_CA_BUNDLE is removed from " +
 		"rclone's environment (rclone 1.60's S3 client fails on it).",
-	Tools:   []string{"rclone"},
 	Kind:    engine.KindDestructive,
 	Outputs: append(append([]engine.Output(nil), rclone.StatsDocs...), rclone.GuardDocs...),
 	Example: "source: /backups\ndest: offsite:backups/db1\nconfig: /etc/planrun/rclone.conf\nmax_delete_percent: 20",

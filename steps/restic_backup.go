@@ -65,7 +65,6 @@ var ResticBackup = engine.Def[ResticBackupParams]{
 		"snapshot of the partial stream. The snapshot is recorded in the run's manifest (repository " +
 		"without credentials, snapshot id, host, paths, tags; counts files, dirs and bytes as restic's " +
 		"summary reports them), so planrun restore and drill restore it with restic-restore.",
-	Tools:   []string{"restic"},
 	Kind:    engine.KindBackup,
 	Inverse: &engine.Inverse{Type: "restic-restore", NotAFile: true, Targets: []string{"target"}, With: resticRestoreInverse},
 	Outputs: []engine.Output{

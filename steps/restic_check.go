@@ -30,7 +30,6 @@ func (p *ResticCheckParams) Validate() error {
 var ResticCheck = engine.Def[ResticCheckParams]{
 	Name:    "restic-check",
 	Summary: "restic check of the repository's structure, optionally reading part of the data",
-	Tools:   []string{"restic"},
 	Kind:    engine.KindOther,
 	Outputs: []engine.Output{
 		{Name: "ok", Doc: "whether the check found no errors"},

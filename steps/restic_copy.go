@@ -44,8 +44,7 @@ var ResticCopy = engine.Def[ResticCopyParams]{
 		"reads from the source and re-encrypts it for the destination: a corrupted or encrypted-by-" +
 		"ransomware source fails the copy instead of replacing the good copy, and snapshots already " +
 		"copied are never rewritten or deleted (retention of the copy is its own restic-forget).",
-	Tools: []string{"restic"},
-	Kind:  engine.KindBackup,
+	Kind: engine.KindBackup,
 	Outputs: []engine.Output{
 		{Name: "copied", Doc: "snapshots copied by this run"},
 		{Name: "skipped", Doc: "snapshots the destination already had"},

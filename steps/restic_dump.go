@@ -37,8 +37,7 @@ var ResticDump = engine.Def[ResticDumpParams]{
 		"other: pg_restore, mongorestore and untar decrypt and decompress it on the fly " +
 		"(e.g. a plain SQL dump of a stdin backup replayed by pg_restore into psql). A failed or " +
 		"cancelled dump leaves no artifact.",
-	Tools: []string{"restic"},
-	Kind:  engine.KindOther,
+	Kind: engine.KindOther,
 	Outputs: append([]engine.Output{
 		{Name: "snapshot", Doc: "the id of the snapshot read"},
 	}, artifact.StandardOutputs...),

@@ -58,8 +58,7 @@ var ResticForget = engine.Def[ResticForgetParams]{
 	Doc: "Runs `restic forget --json` with the keep rules (at least one must be set when the step " +
 		"runs: an empty policy would remove every snapshot) and, with prune, removes the data no " +
 		"snapshot uses any more. It does not run after a failed backup step of the same run.",
-	Tools: []string{"restic"},
-	Kind:  engine.KindDestructive,
+	Kind: engine.KindDestructive,
 	Outputs: []engine.Output{
 		{Name: "removed", Doc: "ids of the removed snapshots (list)"},
 		{Name: "removed_count", Doc: "number of removed snapshots"},

@@ -17,7 +17,6 @@ var ResticInit = engine.Def[ResticInitParams]{
 	Name:    "restic-init",
 	Summary: "create a restic repository unless it exists (safe to run before every backup)",
 	Doc:     "Looks for the repository's config first and runs `restic init` only when there is none.",
-	Tools:   []string{"restic"},
 	Kind:    engine.KindOther,
 	Outputs: []engine.Output{
 		{Name: "created", Doc: "whether a repository was created"},

@@ -41,8 +41,7 @@ var ResticRestore = engine.Def[ResticRestoreParams]{
 		"with the manifest. restic authenticates every blob it reads: a damaged repository fails the " +
 		"restore. planrun restore uses it as the inverse of restic-backup: into the scratch directory " +
 		"(with verify) for a drill, else only into the target the plan's restore section names.",
-	Tools: []string{"restic"},
-	Kind:  engine.KindOther,
+	Kind: engine.KindOther,
 	Outputs: []engine.Output{
 		{Name: "snapshot", Doc: "the id of the snapshot restored"},
 		{Name: "target", Doc: "the directory restored into"},

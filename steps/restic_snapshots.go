@@ -17,7 +17,6 @@ type ResticSnapshotsParams struct {
 var ResticSnapshots = engine.Def[ResticSnapshotsParams]{
 	Name:    "restic-snapshots",
 	Summary: "list a restic repository's snapshots (outputs for later steps and assertions)",
-	Tools:   []string{"restic"},
 	Kind:    engine.KindOther,
 	Outputs: []engine.Output{
 		{Name: "snapshots", Doc: "list of {id, short_id, time, host, paths, tags}"},

@@ -22,7 +22,6 @@ var ResticUnlock = engine.Def[ResticUnlockParams]{
 		"with \"repository is already locked\". `restic unlock` removes only stale locks (of processes " +
 		"that are gone, or older than 30 minutes without a refresh), so it is safe before every run; " +
 		"remove_all also removes live ones.",
-	Tools:   []string{"restic"},
 	Kind:    engine.KindOther,
 	Example: "repository: /backups/restic\npassword_file: /etc/planrun/restic.pass",
 	Preview: func(env *engine.Env, p *ResticUnlockParams) []string {

@@ -26,7 +26,7 @@ type Options struct {
 	Include []string `yaml:"include" doc:"--include patterns"`
 	Exclude []string `yaml:"exclude" doc:"--exclude patterns"`
 	Flags   []string `yaml:"flags" doc:"extra rclone flags (e.g. --transfers=8); never credentials"`
-	Binary  string   `yaml:"binary" default:"rclone" doc:"rclone program (a name in PATH or a path)"`
+	Binary  string   `yaml:"binary" default:"rclone" tool:"true" doc:"rclone program (a name in PATH or a path)"`
 }
 
 // Bin is the rclone program to run.
