@@ -178,7 +178,12 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 			r.log.Warn("run skipped: the plan is already running (on_lock: skip)", "holder", held.Holder)
 			r.notify(o.Hard, notice{signal: "log", code: ExitLocked, status: StatusSkipped, err: err.Error()},
 				"planrun: run skipped: "+err.Error())
-			return Result{RunID: r.id, Status: StatusSkipped, ExitCode: ExitLocked, Err: err, LogFile: r.logFile}
+			// No run is recorded, so no log file either: prune could never
+			// find it (the skip went to stderr and the monitors).
+			if r.logFile != "" {
+				os.Remove(r.logFile)
+			}
+			return Result{RunID: r.id, Status: StatusSkipped, ExitCode: ExitLocked, Err: err}
 		}
 		if err != nil {
 			code, status := ExitFailed, StatusFailed

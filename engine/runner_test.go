@@ -375,6 +375,8 @@ steps:
 	assert.Contains(t, le.Error(), "other-run")
 	assert.Equal(t, []string{"log:0"}, h.fakes.signals, "on_lock: skip (the default) sends a log signal, never fail")
 	assert.Empty(t, h.rec.runs, "nothing recorded for a run that never started")
+	logs, _ := filepath.Glob(filepath.Join(h.state, "logs", "locked", "*.log"))
+	assert.Empty(t, logs, "no log file left for a run that is not recorded (history prune could never remove it)")
 	lock.Release()
 
 	h.fakes.signals = nil
