@@ -156,12 +156,15 @@ func TestPgPasswordNeverInArgv(t *testing.T) {
 	s = startSampler(pw, "S3cret")
 	renv := dbEnv(t, clean...)
 	rres, err := dbRun(t, PgRestore, renv, fmt.Sprintf(
-		"host: 127.0.0.1\nport: %s\nuser: postgres\npassword_env: PG_SECRET\ndatabase: app_copy\nrecreate_database: true\ninput: %s\nverify_counts: [t]", port, out))
+		"host: 127.0.0.1\nport: %s\nuser: postgres\npassword_env: PG_SECRET\ndatabase: app_copy\nrecreate_database: true\ninput: %s\nverify_counts: [t]\n"+
+			// after_sql reaches psql on stdin: a password in it (the same
+			// one, set again) stays out of argv; it runs before the counts.
+			"after_sql:\n  - 'ALTER ROLE postgres PASSWORD ''%s'''\n  - DELETE FROM t WHERE id = 1", port, out, pw))
 	s.finish(t, "pg_restore", "psql")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rres["counts"].(map[string]int64)["rows:public.t"] != 50000 {
+	if rres["counts"].(map[string]int64)["rows:public.t"] != 49999 {
 		t.Errorf("counts: %v", rres["counts"])
 	}
 	if strings.Contains(fmt.Sprint(res, rres), "S3cret") {
