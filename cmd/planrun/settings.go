@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
+	"strings"
 
 	"github.com/sethvargo/go-envconfig"
 )
@@ -41,7 +43,7 @@ func loadSettings(ctx context.Context, lookup envconfig.Lookuper) (Settings, err
 		lookup = envconfig.OsLookuper()
 	}
 	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &s, Lookuper: lookup}); err != nil {
-		return s, err
+		return s, settingError(err)
 	}
 	if s.StateDir == "" {
 		s.StateDir = defaultStateDir(lookup)
@@ -50,6 +52,17 @@ func loadSettings(ctx context.Context, lookup envconfig.Lookuper) (Settings, err
 		s.DB = filepath.Join(s.StateDir, "runs.db")
 	}
 	return s, nil
+}
+
+// settingError names the variable an operator set, not the Go field
+// go-envconfig reports ("HistoryKeepDays: strconv.ParseInt: ...").
+func settingError(err error) error {
+	field, rest, ok := strings.Cut(err.Error(), ": ")
+	if f, found := reflect.TypeOf(Settings{}).FieldByName(field); ok && found {
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		return fmt.Errorf("%s: %s", name, rest)
+	}
+	return err
 }
 
 func defaultStateDir(lookup envconfig.Lookuper) string {
