@@ -40,9 +40,6 @@ func (p *PgDumpParams) Validate() error {
 	if err := p.Conn.Check(); err != nil {
 		return err
 	}
-	if p.URI == "" && p.Database == "" {
-		return fmt.Errorf("give database (or uri)")
-	}
 	if err := argv.Reject("extra_args", p.ExtraArgs, "-f", "--file", "-F", "--format", "-Z", "--compress",
 		"-W", "--password", "-d", "--dbname", "-h", "--host", "-U", "--username",
 		"--snapshot", "--serializable-deferrable"); err != nil {

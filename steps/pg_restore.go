@@ -46,9 +46,6 @@ func (p *PgRestoreParams) Validate() error {
 	if err := p.Conn.Check(); err != nil {
 		return err
 	}
-	if p.URI == "" && p.Database == "" {
-		return errors.New("give database (or uri)")
-	}
 	if p.Jobs < 0 {
 		return errors.New("jobs must be >= 0")
 	}

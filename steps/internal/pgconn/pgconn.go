@@ -45,6 +45,9 @@ func (c *Conn) Check() error {
 	if c.Password != "" && c.PasswordEnv != "" {
 		return errors.New("give password or password_env, not both")
 	}
+	if c.URI == "" && c.Database == "" {
+		return errors.New("give database (or uri)")
+	}
 	return nil
 }
 
