@@ -15,6 +15,7 @@ import (
 	"github.com/planrun/planrun/steps/internal/argv"
 	"github.com/planrun/planrun/steps/internal/artifact"
 	"github.com/planrun/planrun/steps/internal/childenv"
+	"github.com/planrun/planrun/steps/internal/container"
 	"github.com/planrun/planrun/steps/internal/pgconn"
 	"github.com/planrun/planrun/steps/internal/pgsnap"
 	"github.com/planrun/planrun/steps/internal/proc"
@@ -104,7 +105,13 @@ compression on, pg_dump runs with --compress=0 so the data is compressed once
 (planrun's zstd is faster and parallel); with compress: none, pg_dump's own
 compression applies. The password (password, password_env or the uri's) goes
 to a 0600 PGPASSFILE in the step's private temp dir, never on a command line.
-If pg_dump exits non-zero at any point, even after streaming most of the
+With container: (docker/podman exec -i) or compose: (docker compose exec
+-T), pg_dump and psql run inside that container, connecting with libpq's
+defaults there (its unix socket) unless host/port are given; their stdout
+still streams into the artifact on the host. The password then crosses as
+-e PGPASSWORD (the value only in the engine client's environment, never in
+an argv, no file in the container); jobs and programs name things inside
+the container. If pg_dump exits non-zero at any point, even after streaming most of the
 data, the artifact is discarded and the step fails with pg_dump's stderr.
 
 Row counts: before the dump, a psql session (same connection arguments and
@@ -139,10 +146,15 @@ export there needs PostgreSQL 10 or newer; the step fails otherwise).`,
 	Example: "host: db.internal\nuser: backup\npassword_env: PGPASSWORD_PROD\ndatabase: app\nformat: custom\noutput: /backups/app-${{ run.started.Format(\"20060102\") }}.dump.zst.age\nencrypt: {recipients_file: /etc/planrun/backup.pub}",
 	Preview: func(env *engine.Env, p *PgDumpParams) []string {
 		s := p.Conn.PreviewSession(env)
+		how := " (password via PGPASSFILE)"
+		if p.Conn.Target.Enabled() {
+			how = " (password via the engine client's PGPASSWORD)"
+		}
 		return []string{
-			"run: " + proc.CommandLine(env.Secrets, p.Psql, append(append([]string(nil), pgsnap.PsqlArgs...), s.ConnArgs("")...)...) +
+			"run: " + s.CommandLine(env, proc.Cmd{Name: p.Psql, Args: append(append([]string(nil), pgsnap.PsqlArgs...), s.ConnArgs("")...),
+				Env: childenv.Set(s.Environ, "PGAPPNAME", pgsnap.AppName)}) +
 				" (stdin: BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT pg_export_snapshot(); SELECT count(*) per dumped table; held open during pg_dump)",
-			"run: " + proc.CommandLine(env.Secrets, p.PgDump, p.args(s, "<exported snapshot>")...) + " (password via PGPASSFILE)",
+			"run: " + s.CommandLine(env, proc.Cmd{Name: p.PgDump, Args: p.args(s, "<exported snapshot>"), Env: s.Environ}) + how,
 			"write: " + p.WriteOptions.Describe(),
 		}
 	},
@@ -165,6 +177,9 @@ func runPgDump(ctx context.Context, env *engine.Env, p *PgDumpParams) (engine.Ou
 		return nil, nil, err
 	}
 	defer s.Close()
+	if err := s.Probe(ctx, env); err != nil {
+		return nil, nil, err
+	}
 	// The snapshot session also fails fast on a bad connection, before any
 	// artifact exists. It is named, so a DBA who sees it idle in
 	// transaction knows what it is.
@@ -173,15 +188,15 @@ func runPgDump(ctx context.Context, env *engine.Env, p *PgDumpParams) (engine.Ou
 	// dump fails.
 	sctx, stopSnap := context.WithCancel(ctx)
 	defer stopSnap()
-	snap, err := pgsnap.Open(sctx, proc.Cmd{Name: p.Psql, Args: append(append([]string(nil), pgsnap.PsqlArgs...), s.ConnArgs("")...),
-		Env: snapEnv, Secrets: env.Secrets}, sel)
+	snap, err := pgsnap.Open(sctx, s.Cmd(proc.Cmd{Name: p.Psql, Args: append(append([]string(nil), pgsnap.PsqlArgs...), s.ConnArgs("")...),
+		Env: snapEnv, Secrets: env.Secrets}), sel)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer snap.Close()
 	// The version is for the record: not knowing it is no reason to skip a backup.
 	toolVersion := ""
-	if tool, err := proc.Run(ctx, proc.Cmd{Name: p.PgDump, Args: []string{"--version"}, Env: s.Environ, Secrets: env.Secrets}); err != nil {
+	if tool, err := proc.Run(ctx, s.Cmd(proc.Cmd{Name: p.PgDump, Args: []string{"--version"}, Env: s.Environ, Secrets: env.Secrets})); err != nil {
 		env.Log.Warn("pg_dump --version failed; the record will not name its version", "err", err)
 	} else {
 		toolVersion = strings.TrimSpace(tool.Stdout)
@@ -201,10 +216,10 @@ func runPgDump(ctx context.Context, env *engine.Env, p *PgDumpParams) (engine.Ou
 		counted <- nil
 	}
 	start := time.Now()
-	_, err = proc.Run(ctx, proc.Cmd{
+	_, err = proc.Run(ctx, s.Cmd(proc.Cmd{
 		Name: p.PgDump, Args: p.args(s, snap.ID), Env: s.Environ, Secrets: env.Secrets,
 		Stdout: w,
-	})
+	}))
 	if err != nil {
 		// A count that fails (a table the role may not read) aborts the
 		// snapshot's transaction, and pg_dump then cannot import it: the
@@ -270,11 +285,13 @@ func (p *PgDumpParams) source(env *engine.Env, snap *pgsnap.Snapshot) map[string
 			}
 		}
 	}
+	// The host's libpq defaults do not reach a tool in a container.
 	for key, name := range map[string]string{"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "database": "PGDATABASE"} {
-		if src[key] == "" {
+		if src[key] == "" && !p.Conn.Target.Enabled() {
 			src[key] = env.Getenv(name)
 		}
 	}
+	p.Conn.Target.Record(src)
 	if snap.Database != "" {
 		src["database"] = snap.Database
 	}
@@ -321,6 +338,8 @@ func pgDumpInverse(a engine.ArtifactRecord, t engine.RestoreTarget) (map[string]
 		}
 		with["port"] = port
 	}
+	// Back into the container it came from, by default.
+	container.FromRecord(src, with)
 	switch f := src["format"]; f {
 	case "custom", "tar", "plain":
 		with["format"] = f

@@ -49,6 +49,10 @@ func (p *PgRestoreParams) Validate() error {
 	if p.Jobs < 0 {
 		return errors.New("jobs must be >= 0")
 	}
+	if p.Jobs > 1 && p.Conn.Target.Enabled() {
+		// The seekable file jobs > 1 needs would be on the host, out of the container's reach.
+		return errors.New("jobs > 1 cannot be combined with container or compose")
+	}
 	if p.Jobs > 1 && p.SingleTransaction {
 		return errors.New("jobs > 1 cannot be combined with single_transaction")
 	}
@@ -111,16 +115,19 @@ the two compare directly; verify_counts: ["*"] counts every table.`,
 	Preview: func(env *engine.Env, p *PgRestoreParams) []string {
 		s := p.Conn.PreviewSession(env)
 		out := []string{"read: " + p.Input}
+		line := func(name string, args ...string) string {
+			return s.CommandLine(env, proc.Cmd{Name: name, Args: args, Env: s.Environ})
+		}
 		if p.RecreateDatabase {
-			out = append(out, "run: "+proc.CommandLine(env.Secrets, p.Psql, "-c", "DROP DATABASE IF EXISTS ... ; CREATE DATABASE ..."))
+			out = append(out, "run: "+line(p.Psql, "-c", "DROP DATABASE IF EXISTS ... ; CREATE DATABASE ..."))
 		}
 		if p.Format == "plain" {
-			out = append(out, "run: "+proc.CommandLine(env.Secrets, p.Psql, p.psqlArgs(s)...)+" < plaintext")
+			out = append(out, "run: "+line(p.Psql, p.psqlArgs(s)...)+" < plaintext")
 		} else {
-			out = append(out, "run: "+proc.CommandLine(env.Secrets, p.PgRestore, p.restoreArgs(s, "")...)+" < plaintext (psql if the dump is plain SQL)")
+			out = append(out, "run: "+line(p.PgRestore, p.restoreArgs(s, "")...)+" < plaintext (psql if the dump is plain SQL)")
 		}
 		if len(p.AfterSQL) > 0 {
-			out = append(out, fmt.Sprintf("run: %s < after_sql (%d statements)", proc.CommandLine(env.Secrets, p.Psql, afterSQLArgs(s)...), len(p.AfterSQL)))
+			out = append(out, fmt.Sprintf("run: %s < after_sql (%d statements)", line(p.Psql, afterSQLArgs(s)...), len(p.AfterSQL)))
 		}
 		return out
 	},
@@ -188,6 +195,9 @@ func runPgRestore(ctx context.Context, env *engine.Env, p *PgRestoreParams) (_ e
 		return nil, err
 	}
 	defer s.Close()
+	if err := s.Probe(ctx, env); err != nil {
+		return nil, err
+	}
 	src, err := artifact.OpenWith(ctx, env, p.Input, p.ReadOptions, artifact.Plain|artifact.VerifySidecar)
 	if err != nil {
 		return nil, fmt.Errorf("input: %w", err)
@@ -230,11 +240,11 @@ func runPgRestore(ctx context.Context, env *engine.Env, p *PgRestoreParams) (_ e
 	start := time.Now()
 	switch {
 	case format == "plain":
-		_, err = proc.RunFed(ctx, proc.Cmd{Name: p.Psql, Args: p.psqlArgs(s), Env: s.Environ, Secrets: env.Secrets}, br)
+		_, err = proc.RunFed(ctx, s.Cmd(proc.Cmd{Name: p.Psql, Args: p.psqlArgs(s), Env: s.Environ, Secrets: env.Secrets}), br)
 	case p.Jobs > 1:
 		err = p.restoreParallel(ctx, env, s, br)
 	default:
-		_, err = proc.RunFed(ctx, proc.Cmd{Name: p.PgRestore, Args: p.restoreArgs(s, ""), Env: s.Environ, Secrets: env.Secrets}, br)
+		_, err = proc.RunFed(ctx, s.Cmd(proc.Cmd{Name: p.PgRestore, Args: p.restoreArgs(s, ""), Env: s.Environ, Secrets: env.Secrets}), br)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("restore of %s into %s failed: %w", p.Input, target, err)
@@ -242,7 +252,7 @@ func runPgRestore(ctx context.Context, env *engine.Env, p *PgRestoreParams) (_ e
 	out := engine.Outputs{"database": target, "format": format, "duration_ms": time.Since(start).Milliseconds()}
 	if len(p.AfterSQL) > 0 {
 		script := strings.Join(p.AfterSQL, ";\n") + ";\n"
-		if _, err := proc.RunFed(ctx, proc.Cmd{Name: p.Psql, Args: afterSQLArgs(s), Env: s.Environ, Secrets: env.Secrets}, strings.NewReader(script)); err != nil {
+		if _, err := proc.RunFed(ctx, s.Cmd(proc.Cmd{Name: p.Psql, Args: afterSQLArgs(s), Env: s.Environ, Secrets: env.Secrets}), strings.NewReader(script)); err != nil {
 			return out, fmt.Errorf("after_sql in %s: %w", target, err)
 		}
 	}

@@ -3,6 +3,10 @@
 // a child environment whose PGPASSFILE carries the password). Passwords
 // never go on a command line: they are written to a 0600 PGPASSFILE in the
 // step's private temp dir (a URI's password is taken out of the URI).
+// When the tools run inside a container (container:/compose:), a host
+// file is out of their reach: the password then crosses as `-e PGPASSWORD`,
+// its value only in the engine client's environment, and nothing is
+// written anywhere.
 package pgconn
 
 import (
@@ -18,6 +22,7 @@ import (
 
 	"github.com/planrun/planrun/engine"
 	"github.com/planrun/planrun/steps/internal/childenv"
+	"github.com/planrun/planrun/steps/internal/container"
 	"github.com/planrun/planrun/steps/internal/proc"
 )
 
@@ -30,10 +35,16 @@ type Conn struct {
 	Database    string `yaml:"database" doc:"database name"`
 	Password    string `yaml:"password" secret:"true" doc:"password; prefer password_env or a ${{ env.X }} expression"`
 	PasswordEnv string `yaml:"password_env" doc:"name of the environment variable holding the password"`
+	// In a container, host/port/user default to libpq's inside it (its
+	// unix socket, its PG* environment).
+	container.Target `yaml:",inline"`
 }
 
 // Check enforces the connection rules (the steps' Validate calls it).
 func (c *Conn) Check() error {
+	if err := c.Target.Check(); err != nil {
+		return err
+	}
 	if c.URI != "" {
 		if c.Host != "" || c.Port != 0 || c.User != "" || c.Database != "" {
 			return errors.New("give uri or host/port/user/database, not both")
@@ -58,6 +69,16 @@ type Session struct {
 	dbname   string   // database name or password-free URI
 	Environ  []string // for the child processes
 	passfile string
+	target   *container.Target
+}
+
+// Cmd wraps c to run inside the connection's container, if any, with the
+// libpq variables the steps set crossing as -e NAME.
+func (s *Session) Cmd(c proc.Cmd) proc.Cmd {
+	if s.target == nil {
+		return c
+	}
+	return s.target.Wrap(c, "PGPASSWORD", "PGAPPNAME")
 }
 
 // Close removes the password file (TempDir goes away anyway; this narrows
@@ -89,6 +110,9 @@ func (s *Session) ConnArgs(db string) []string {
 // registering it as a secret; it has no other side effect (dry-run safe).
 func (c *Conn) resolve(env *engine.Env) (*Session, string, error) {
 	s := &Session{Environ: append([]string(nil), env.Environ...)}
+	if c.Target.Enabled() {
+		s.target = &c.Target
+	}
 	password := c.Password
 	if c.PasswordEnv != "" {
 		v, ok := engine.LookupEnv(env.Environ, c.PasswordEnv)
@@ -135,6 +159,11 @@ func (c *Conn) resolve(env *engine.Env) (*Session, string, error) {
 	if password != "" {
 		env.Secrets.Add(password)
 	}
+	if password != "" && s.target != nil {
+		// The engine client passes it on (-e PGPASSWORD); a passfile on the
+		// host would be out of the container's reach.
+		s.Environ = childenv.Set(childenv.Unset(s.Environ, "PGPASSFILE"), "PGPASSWORD", password)
+	}
 	return s, password, nil
 }
 
@@ -144,7 +173,7 @@ func (c *Conn) Session(env *engine.Env) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	if password != "" {
+	if password != "" && s.target == nil {
 		dir, err := env.TempDir()
 		if err != nil {
 			return nil, err
@@ -160,11 +189,30 @@ func (c *Conn) Session(env *engine.Env) (*Session, error) {
 	return s, nil
 }
 
+// Probe checks the container (if any) exists and runs.
+func (s *Session) Probe(ctx context.Context, env *engine.Env) error {
+	if s.target == nil {
+		return nil
+	}
+	return s.target.Probe(ctx, s.Environ, env.Secrets)
+}
+
+// CommandLine renders c as it will run (wrapped for the container),
+// redacted, for dry-run.
+func (s *Session) CommandLine(env *engine.Env, c proc.Cmd) string {
+	c = s.Cmd(c)
+	return proc.CommandLine(env.Secrets, c.Name, c.Args...)
+}
+
 // PreviewSession is Session for dry-run: no file, and it never fails.
 func (c *Conn) PreviewSession(env *engine.Env) *Session {
 	s, _, err := c.resolve(env)
 	if err != nil {
-		return &Session{dbname: c.Database}
+		s := &Session{dbname: c.Database}
+		if c.Target.Enabled() {
+			s.target = &c.Target
+		}
+		return s
 	}
 	return s
 }
@@ -196,7 +244,7 @@ func (s *Session) Query(ctx context.Context, env *engine.Env, psql, db string, s
 	for _, q := range sqls {
 		args = append(args, "-c", q)
 	}
-	res, err := proc.Run(ctx, proc.Cmd{Name: psql, Args: args, Env: s.Environ, Secrets: env.Secrets})
+	res, err := proc.Run(ctx, s.Cmd(proc.Cmd{Name: psql, Args: args, Env: s.Environ, Secrets: env.Secrets}))
 	if err != nil {
 		return nil, err
 	}
