@@ -632,19 +632,7 @@ func (w *world) apply(plan, envFile string, wantExit int, vars ...string) string
 	for _, v := range vars {
 		args = append(args, "--var", v)
 	}
-	cmd := exec.Command(w.bin, args...)
-	cmd.Env = w.cmdEnv()
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else {
-		require.NoError(w.t, err)
-	}
-	require.Equal(w.t, wantExit, code, "planrun apply %s:\n%s", plan, stderr.String())
-	return stderr.String()
+	return w.planrun(wantExit, args...)
 }
 
 // planrun runs a planrun command and checks its exit code; it returns
