@@ -5,6 +5,13 @@ import (
 	"strings"
 )
 
+// HostToolser is implemented by params whose tools may run elsewhere than
+// on the host, e.g. inside a container: when moved is true, the host needs
+// the returned programs (the container engine) instead of the tool params.
+type HostToolser interface {
+	HostTools(environ []string) (tools []string, moved bool)
+}
+
 // CheckStrict checks what validate --strict adds: env files exist and are
 // private, and every step's tools are found on the PATH its child process
 // gets (the environment and env files of inv, merged as apply merges them).
@@ -28,6 +35,11 @@ func CheckStrict(p *Plan, inv Invocation) error {
 		tools := s.Type.Tools
 		if params, probs := s.Type.Decode(s.With, true); len(probs) == 0 {
 			tools = s.Type.ToolValues(params)
+			if r, ok := params.(HostToolser); ok {
+				if host, moved := r.HostTools(environ); moved {
+					tools = host
+				}
+			}
 		}
 		for _, tool := range tools {
 			if seen[tool] || strings.Contains(tool, "${{") {

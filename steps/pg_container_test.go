@@ -1,13 +1,16 @@
 package steps
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/planrun/planrun/engine"
 	"github.com/planrun/planrun/internal/testenv"
@@ -36,8 +39,8 @@ func TestPgContainerPreview(t *testing.T) {
 	p := dbDecode(t, PgDump, "database: chitlaq\nuser: postgres\npassword_env: PW_APP\noutput: /b/x.dump.zst\ncontainer: {name: chitlaq-postgres, engine: docker}")
 	joined := strings.Join(PgDump.Preview(env, p), "\n")
 	for _, want := range []string{
-		"run: docker exec -i -e PGPASSWORD -e PGAPPNAME chitlaq-postgres psql -X",
-		"run: docker exec -i -e PGPASSWORD chitlaq-postgres pg_dump --format=custom",
+		`run: docker exec -i -e PGPASSWORD -e PGAPPNAME chitlaq-postgres sh -c 'echo "planrun-exec pid $$" >&2; exec "$@"' planrun-exec psql -X`,
+		`run: docker exec -i -e PGPASSWORD chitlaq-postgres sh -c 'echo "planrun-exec pid $$" >&2; exec "$@"' planrun-exec pg_dump --format=custom`,
 		"--username=postgres --dbname=chitlaq",
 	} {
 		if !strings.Contains(joined, want) {
@@ -49,7 +52,8 @@ func TestPgContainerPreview(t *testing.T) {
 	}
 	r := dbDecode(t, PgRestore, "database: chitlaq\ninput: /b/x\nafter_sql: [ANALYZE]\ncompose: {project_dir: /opt/chitlaq, service: postgres, user: postgres}")
 	joined = strings.Join(PgRestore.Preview(env, r), "\n")
-	if !strings.Contains(joined, "run: docker compose --project-directory /opt/chitlaq exec -T --user postgres postgres pg_restore --no-password") {
+	if !strings.Contains(joined, "run: docker compose --project-directory /opt/chitlaq exec -T --user postgres postgres sh -c") ||
+		!strings.Contains(joined, "planrun-exec pg_restore --no-password") {
 		t.Errorf("restore preview:\n%s", joined)
 	}
 }
@@ -107,8 +111,9 @@ func fakeEngine(t *testing.T) string {
 	dir := t.TempDir()
 	script := `#!/bin/sh
 if [ "$1" = container ]; then echo true; exit 0; fi
-[ "$1" = exec ] && [ "$2" = -i ] || { echo "fake engine: unexpected $1 $2" >&2; exit 2; }
-shift 2
+[ "$1" = exec ] || { echo "fake engine: unexpected $1" >&2; exit 2; }
+shift
+[ "$1" = -i ] && shift
 pass=" "
 while :; do
   case "$1" in
@@ -120,7 +125,8 @@ done
 shift
 case "$pass" in *" PGPASSWORD "*) ;; *) unset PGPASSWORD ;; esac
 unset PGPASSFILE
-if [ -n "$FAKE_ENGINE_KILL" ] && [ "$1" = pg_dump ] && [ "$2" != --version ]; then "$@" | head -c 65536; exit 137; fi
+# "$@" is: sh -c <announce the pid; exec the tool> planrun-exec TOOL ARGS...
+if [ -n "$FAKE_ENGINE_KILL" ] && [ "$5" = pg_dump ] && [ "$6" != --version ]; then "$@" | head -c 65536; exit 137; fi
 exec "$@"
 `
 	if err := os.WriteFile(filepath.Join(dir, "docker"), []byte(script), 0o755); err != nil {
@@ -285,6 +291,51 @@ CREATE TABLE "Mixed Case"(k text PRIMARY KEY); INSERT INTO "Mixed Case" SELECT '
 		t.Fatalf("killed pg_dump: err %v", err)
 	}
 	dbNoArtifact(t, dir)
+
+	// A step cancelled (timeout, signal) while pg_dump waits for a lock
+	// another session holds: docker exec does not pass the signal on, and
+	// a blocked pg_dump never writes, so no broken pipe would stop it; the
+	// step must stop it in the container itself.
+	locker := exec.Command(docker, "exec", "-i", pg.Name, "psql", "-X", "-q", "-U", "postgres", "-d", db)
+	lockIn, err := locker.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lockOut, err := locker.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := locker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Wait()
+	defer lockIn.Close()
+	fmt.Fprintln(lockIn, "BEGIN; LOCK TABLE big IN ACCESS EXCLUSIVE MODE;\n\\echo locked")
+	if line, err := bufio.NewReader(lockOut).ReadString('\n'); err != nil || line != "locked\n" {
+		t.Fatalf("locker: %q %v", line, err)
+	}
+	inContainer := func(pattern string) string {
+		out, _ := exec.Command(docker, "exec", pg.Name, "pgrep", "-a", "-f", pattern+" .*--dbname="+db).Output()
+		return strings.TrimSpace(string(out))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for ctx.Err() == nil && inContainer("pg_dump") == "" {
+		}
+		cancel()
+	}()
+	_, _, err = runPgDump(ctx, dbEnv(t, clean...), dbDecode(t, PgDump, ctr+"format: plain\ncounts: false\noutput: "+filepath.Join(dir, "y.sql.zst")))
+	cancel()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled pg_dump: err %v", err)
+	}
+	dbNoArtifact(t, dir)
+	deadline := time.Now().Add(10 * time.Second)
+	for left := inContainer("(pg_dump|psql)"); left != ""; left = inContainer("(pg_dump|psql)") {
+		if time.Now().After(deadline) {
+			t.Fatalf("still running in the container after the step was cancelled:\n%s", left)
+		}
+	}
 }
 
 // A container that does not exist fails with an error naming it.

@@ -77,3 +77,37 @@ steps:
 	assert.Equal(t, engine.ExitFailed, r.code)
 	assert.Contains(t, r.stderr, "pg_dump: executable not found in PATH")
 }
+
+// A step that runs its tool in a container needs the container engine on
+// the host, not the tool: validate --strict looks for docker, not pg_dump.
+func TestStrictLooksForTheContainerEngine(t *testing.T) {
+	dir := t.TempDir()
+	withDocker, empty := filepath.Join(dir, "with-docker"), filepath.Join(dir, "empty")
+	for _, d := range []string{withDocker, empty} {
+		require.NoError(t, os.Mkdir(d, 0o755))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(withDocker, "docker"), []byte("#!/bin/sh\nexit 0\n"), 0o755))
+	envFile := func(name, path string) string {
+		f := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(f, []byte("PATH="+path+"\n"), 0o600))
+		return f
+	}
+	// Neither pg_dump nor docker is on the process PATH.
+	t.Setenv("PATH", empty)
+	plan := filepath.Join(dir, "plan.yaml")
+	require.NoError(t, os.WriteFile(plan, []byte(`version: 1
+name: strict-container
+steps:
+  - id: dump
+    type: pg_dump
+    with: {database: app, container: {name: app-db, engine: docker}, output: `+filepath.Join(dir, "out.dump.zst")+`}
+`), 0o600))
+
+	r := runCLI(t, "validate", "--strict", "--env-file", envFile("docker.env", withDocker), plan)
+	assert.Equal(t, engine.ExitOK, r.code, "pg_dump and psql run in the container, docker is found: %s", r.stderr)
+
+	r = runCLI(t, "validate", "--strict", "--env-file", envFile("empty.env", empty), plan)
+	assert.Equal(t, engine.ExitInvalid, r.code)
+	assert.Contains(t, r.stderr, `step "dump" (pg_dump): docker: executable not found in PATH`)
+	assert.NotContains(t, r.stderr, "pg_dump: executable")
+}

@@ -70,13 +70,13 @@ func (t *Target) Engine(environ []string) string {
 	return "docker"
 }
 
-// Tools are the host programs the target needs (for validate --strict):
-// the engine only — the tool itself lives in the container.
-func (t *Target) Tools(environ []string) []string {
+// HostTools are the host programs the target needs (validate --strict):
+// the engine only, when the tool lives in the container.
+func (t *Target) HostTools(environ []string) ([]string, bool) {
 	if !t.Enabled() {
-		return nil
+		return nil, false
 	}
-	return []string{t.Engine(environ)}
+	return []string{t.Engine(environ)}, true
 }
 
 // Describe names the target for logs and errors.
@@ -108,31 +108,55 @@ func (t *Target) Wrap(c proc.Cmd, pass ...string) proc.Cmd {
 	if !t.Enabled() {
 		return c
 	}
-	var args []string
-	user := ""
-	if t.Container != nil {
-		args = []string{"exec", "-i"}
-		user = t.Container.User
-	} else {
-		args = append(t.Compose.base(), "exec", "-T")
-		user = t.Compose.User
-	}
-	if user != "" {
-		args = append(args, "--user", user)
-	}
+	args := t.execArgs(true)
 	for _, name := range pass {
 		if _, ok := engine.LookupEnv(c.Env, name); ok {
 			args = append(args, "-e", name)
 		}
 	}
+	var target string
 	if t.Container != nil {
-		args = append(args, t.Container.Name)
+		target = t.Container.Name
 	} else {
-		args = append(args, t.Compose.Service)
+		target = t.Compose.Service
 	}
-	args = append(append(args, c.Name), c.Args...)
-	c.Name, c.Args = t.Engine(c.Env), args
+	// A signal to the engine client does not reach the tool: sh announces
+	// the tool's pid (exec keeps it) so a cancelled step can stop it.
+	args = append(append(args, target, "sh", "-c", announce, "planrun-exec", c.Name), c.Args...)
+	eng := t.Engine(c.Env)
+	stop := t.execArgs(false)
+	environ := c.Env
+	c.Inside = &proc.Inside{Announce: announcePrefix, Signal: func(ctx context.Context, pid, sig string) error {
+		_, err := proc.Run(ctx, proc.Cmd{Name: eng, Args: append(append([]string(nil), stop...), target, "sh", "-c", `kill -s "$0" "$1"`, sig, pid), Env: environ})
+		return err
+	}}
+	c.Name, c.Args = eng, args
 	return c
+}
+
+// announce is the script that runs the tool in the container: its first
+// stderr line names the pid the tool gets (see proc.Inside).
+const (
+	announcePrefix = "planrun-exec pid "
+	announce       = `echo "` + announcePrefix + `$$" >&2; exec "$@"`
+)
+
+// execArgs are the engine's exec arguments up to the container (not
+// included); stdin is attached when the tool reads it.
+func (t *Target) execArgs(stdin bool) []string {
+	args, user := []string{"exec"}, ""
+	if t.Container != nil {
+		if stdin {
+			args = append(args, "-i")
+		}
+		user = t.Container.User
+	} else {
+		args, user = append(t.Compose.base(), "exec", "-T"), t.Compose.User
+	}
+	if user != "" {
+		args = append(args, "--user", user)
+	}
+	return args
 }
 
 // Probe checks the container exists and runs, so that a wrong name fails

@@ -12,7 +12,8 @@ func TestWrapContainer(t *testing.T) {
 	tg := Target{Container: &Container{Name: "chitlaq-postgres", Engine: "podman", User: "postgres"}}
 	c := tg.Wrap(proc.Cmd{Name: "pg_dump", Args: []string{"--format=custom", "--dbname=app"},
 		Env: []string{"PATH=/usr/bin", "PGPASSWORD=s3cret-value"}}, "PGPASSWORD", "PGAPPNAME")
-	want := []string{"exec", "-i", "--user", "postgres", "-e", "PGPASSWORD", "chitlaq-postgres", "pg_dump", "--format=custom", "--dbname=app"}
+	want := []string{"exec", "-i", "--user", "postgres", "-e", "PGPASSWORD", "chitlaq-postgres",
+		"sh", "-c", announce, "planrun-exec", "pg_dump", "--format=custom", "--dbname=app"}
 	if c.Name != "podman" || !slices.Equal(c.Args, want) {
 		t.Fatalf("got %s %q, want podman %q", c.Name, c.Args, want)
 	}
@@ -31,17 +32,23 @@ func TestWrapContainer(t *testing.T) {
 func TestWrapCompose(t *testing.T) {
 	tg := Target{Compose: &Compose{ProjectDir: "/opt/chitlaq", Service: "postgres", File: "compose.prod.yaml"}}
 	c := tg.Wrap(proc.Cmd{Name: "psql", Args: []string{"-X"}, Env: []string{"PGAPPNAME=x"}}, "PGPASSWORD", "PGAPPNAME")
-	want := []string{"compose", "--project-directory", "/opt/chitlaq", "-f", "compose.prod.yaml", "exec", "-T", "-e", "PGAPPNAME", "postgres", "psql", "-X"}
+	want := []string{"compose", "--project-directory", "/opt/chitlaq", "-f", "compose.prod.yaml", "exec", "-T", "-e", "PGAPPNAME", "postgres", "sh", "-c", announce, "planrun-exec", "psql", "-X"}
 	if c.Name != "docker" || !slices.Equal(c.Args, want) {
 		t.Fatalf("got %s %q, want docker %q", c.Name, c.Args, want)
+	}
+	if c.Inside == nil || c.Inside.Announce != announcePrefix {
+		t.Fatalf("Inside = %+v: a cancelled step could not stop the tool", c.Inside)
 	}
 }
 
 func TestWrapHostIsUnchanged(t *testing.T) {
 	var tg Target
 	c := tg.Wrap(proc.Cmd{Name: "pg_dump", Args: []string{"-a"}})
-	if c.Name != "pg_dump" || !slices.Equal(c.Args, []string{"-a"}) || tg.Tools(nil) != nil {
+	if c.Name != "pg_dump" || !slices.Equal(c.Args, []string{"-a"}) {
 		t.Fatalf("got %s %q", c.Name, c.Args)
+	}
+	if tools, moved := tg.HostTools(nil); moved || tools != nil {
+		t.Fatalf("host target: HostTools = %q, %v", tools, moved)
 	}
 }
 

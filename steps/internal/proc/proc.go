@@ -37,6 +37,20 @@ type Cmd struct {
 	// Stderr, if set, also receives stderr (besides the tail).
 	Stderr  io.Writer
 	Secrets *engine.Redactor
+	// Inside, when set, is the process the child only relays, e.g. the
+	// tool `docker exec` starts in a container: signals to the client do
+	// not reach it, so Run signals it through Inside.
+	Inside *Inside
+}
+
+// Inside is a process a child started where the child's signals do not
+// reach (another PID namespace).
+type Inside struct {
+	// Announce prefixes the child's first stderr line, which ends with the
+	// process's pid where it runs; Run consumes that line.
+	Announce string
+	// Signal sends sig ("TERM", "KILL") to pid where the process runs.
+	Signal func(ctx context.Context, pid, sig string) error
 }
 
 // Result is what a finished child left behind.
@@ -123,6 +137,11 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 	if c.Stderr != nil {
 		cmd.Stderr = io.MultiWriter(stderr, c.Stderr)
 	}
+	var inside *announced
+	if c.Inside != nil {
+		inside = &announced{prefix: c.Inside.Announce, next: cmd.Stderr, known: make(chan struct{})}
+		cmd.Stderr = inside
+	}
 
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -138,6 +157,10 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 			return
 		case <-ctx.Done():
 		}
+		if inside != nil {
+			// The tool first: its client then exits with it.
+			signalInside(c.Inside, inside, done, "TERM")
+		}
 		_ = syscall.Kill(-pgid, syscall.SIGTERM)
 		select {
 		case <-done:
@@ -149,6 +172,12 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 	close(done)
 	// Whatever the leader's fate, leave no member of its group behind.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	if inside != nil && inside.pid != "" && (werr != nil || ctx.Err() != nil) {
+		// A client that died (killed, or its stdout closed) leaves the tool
+		// running in the container, holding its snapshot and locks. Wait
+		// has copied all of stderr: the pid is known or never will be.
+		signalInside(c.Inside, inside, nil, "KILL")
+	}
 
 	res := Result{Duration: time.Since(start), Stderr: c.Secrets.Redact(stderr.String())}
 	if stdout != nil {
@@ -174,6 +203,69 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 		return res, fmt.Errorf("%s: %w", c.Name, ctx.Err())
 	}
 	return res, fmt.Errorf("%s: %w", c.Name, werr)
+}
+
+// announced consumes the first stderr line when it announces a pid.
+type announced struct {
+	prefix string
+	next   io.Writer
+	line   []byte
+	pid    string
+	known  chan struct{} // closed once the first line is in
+	once   sync.Once
+}
+
+func (a *announced) Write(p []byte) (int, error) {
+	n := len(p)
+	select {
+	case <-a.known:
+		_, err := a.next.Write(p)
+		return n, err
+	default:
+	}
+	i := bytes.IndexByte(p, '\n')
+	if i < 0 && len(a.line)+len(p) < 64 {
+		a.line = append(a.line, p...)
+		return n, nil
+	}
+	rest := []byte(nil)
+	if i >= 0 {
+		a.line, rest = append(a.line, p[:i+1]...), p[i+1:]
+	} else {
+		a.line, rest = append(a.line, p...), nil
+	}
+	first := strings.TrimSpace(string(a.line))
+	if pid, ok := strings.CutPrefix(first, a.prefix); ok && pid != "" && strings.Trim(pid, "0123456789") == "" {
+		a.pid = pid
+	} else {
+		rest = append(a.line, rest...) // not an announcement: pass it on
+	}
+	a.once.Do(func() { close(a.known) })
+	if len(rest) > 0 {
+		if _, err := a.next.Write(rest); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// signalInside signals the announced process, waiting for the announcement
+// up to the grace period (a cancel can come before it) unless done closes.
+func signalInside(in *Inside, a *announced, done <-chan struct{}, sig string) {
+	select {
+	case <-a.known:
+	case <-done:
+		return
+	case <-time.After(GracePeriod):
+		return
+	}
+	if a.pid == "" {
+		return
+	}
+	// The step's context is gone; this signal gets its own short one.
+	ctx, cancel := context.WithTimeout(context.Background(), GracePeriod)
+	defer cancel()
+	_ = in.Signal(ctx, a.pid, sig)
 }
 
 // tail keeps the last n bytes written to it.

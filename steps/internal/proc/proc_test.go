@@ -101,3 +101,42 @@ func TestRunRefusesSecretsInArgv(t *testing.T) {
 	assert.NotContains(t, err.Error(), "hunter22")
 	assert.NoFileExists(t, marker)
 }
+
+// A relayed process (docker exec): the announcement line is consumed, not
+// shown in errors, and a cancel signals the announced pid through Inside.
+func TestCancelSignalsInside(t *testing.T) {
+	type call struct{ pid, sig string }
+	calls := make(chan call, 4)
+	in := &Inside{Announce: "relay pid ", Signal: func(_ context.Context, pid, sig string) error {
+		calls <- call{pid, sig}
+		return nil
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan struct{})
+	go func() {
+		<-started
+		cancel()
+	}()
+	fifo := filepath.Join(t.TempDir(), "ready")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	go func() {
+		f, err := os.Open(fifo) // opens once the child has announced
+		if err == nil {
+			f.Close()
+		}
+		close(started)
+	}()
+	res, err := Run(ctx, Cmd{Name: "/bin/sh", Args: []string{"-c", `echo "relay pid 4242" >&2; echo "real error" >&2; : > ` + fifo + `; exec sleep 300`}, Inside: in})
+	require.True(t, errors.Is(err, context.Canceled), "err %v", err)
+	assert.Equal(t, call{"4242", "TERM"}, <-calls)
+	assert.Equal(t, call{"4242", "KILL"}, <-calls, "a client that died leaves nothing behind")
+	assert.Contains(t, res.Stderr, "real error")
+	assert.NotContains(t, res.Stderr, "relay pid")
+
+	// A first line that is no announcement is kept, and nothing is signalled.
+	_, err = Run(context.Background(), Cmd{Name: "/bin/sh", Args: []string{"-c", "echo 'relay pid: none' >&2; exit 3"}, Inside: in})
+	var xe *ExitError
+	require.ErrorAs(t, err, &xe)
+	assert.Contains(t, xe.Stderr, "relay pid: none")
+	assert.Empty(t, calls)
+}
