@@ -20,6 +20,11 @@ import (
 type Target struct {
 	Container *Container `yaml:"container" doc:"run the tool inside this running container (docker/podman exec -i); the program params then name programs inside it"`
 	Compose   *Compose   `yaml:"compose" doc:"run the tool inside a Compose service's running container (docker compose exec -T)"`
+	// root is /proc/PID/root of the container's first process when Probe
+	// found it on this host and may open it: the tool's output then takes
+	// a FIFO there instead of the engine's slow stdout relay.
+	root     string
+	lastFIFO *fifo // the last Wrap's, for tests
 }
 
 // Container is a container addressed by name or ID.
@@ -120,16 +125,23 @@ func (t *Target) Wrap(c proc.Cmd, pass ...string) proc.Cmd {
 	} else {
 		target = t.Compose.Service
 	}
-	// A signal to the engine client does not reach the tool: sh announces
-	// the tool's pid (exec keeps it) so a cancelled step can stop it.
-	args = append(append(args, target, "sh", "-c", announce, "planrun-exec", c.Name), c.Args...)
 	eng := t.Engine(c.Env)
 	stop := t.execArgs(false)
 	environ := c.Env
-	c.Inside = &proc.Inside{Announce: announcePrefix, Signal: func(ctx context.Context, pid, sig string) error {
+	signal := func(ctx context.Context, pid, sig string) error {
 		_, err := proc.Run(ctx, proc.Cmd{Name: eng, Args: append(append([]string(nil), stop...), target, "sh", "-c", `kill -s "$0" "$1"`, sig, pid), Env: environ})
 		return err
-	}}
+	}
+	// A signal to the engine client does not reach the tool: sh announces
+	// the tool's pid (exec keeps it) so a cancelled step can stop it.
+	c.Inside = &proc.Inside{Announce: announcePrefix, Signal: signal}
+	t.lastFIFO = t.fifoFor(c)
+	if f := t.lastFIFO; f != nil {
+		args = append(append(args, target, "sh", "-c", announceFIFO, "planrun-exec", f.dir, c.Name), c.Args...)
+		c.Inside.Attach = f.attach(c.Stdout)
+	} else {
+		args = append(append(args, target, "sh", "-c", announce, "planrun-exec", c.Name), c.Args...)
+	}
 	c.Name, c.Args = eng, args
 	return c
 }
@@ -174,12 +186,20 @@ func (t *Target) Probe(ctx context.Context, environ []string, secrets *engine.Re
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.Describe(), err)
 		}
-		if strings.TrimSpace(res.Stdout) == "" {
+		ids := strings.Fields(res.Stdout)
+		if len(ids) == 0 {
 			return fmt.Errorf("%s: no running container", t.Describe())
+		}
+		// compose exec runs in the service's first container.
+		if res, err := proc.Run(ctx, proc.Cmd{Name: eng, Args: []string{"container", "inspect", "--format", "{{.State.Pid}} {{.Id}}", ids[0]},
+			Env: environ, Secrets: secrets}); err == nil {
+			if f := strings.Fields(res.Stdout); len(f) == 2 {
+				t.root = rootOf(f[0], f[1])
+			}
 		}
 		return nil
 	}
-	res, err := proc.Run(ctx, proc.Cmd{Name: eng, Args: []string{"container", "inspect", "--format", "{{.State.Running}}", t.Container.Name},
+	res, err := proc.Run(ctx, proc.Cmd{Name: eng, Args: []string{"container", "inspect", "--format", "{{.State.Running}} {{.State.Pid}} {{.Id}}", t.Container.Name},
 		Env: environ, Secrets: secrets})
 	if err != nil {
 		var xe *proc.ExitError
@@ -188,8 +208,12 @@ func (t *Target) Probe(ctx context.Context, environ []string, secrets *engine.Re
 		}
 		return fmt.Errorf("%s: %w", t.Describe(), err)
 	}
-	if strings.TrimSpace(res.Stdout) != "true" {
+	state := strings.Fields(res.Stdout)
+	if len(state) == 0 || state[0] != "true" {
 		return fmt.Errorf("%s is not running", t.Describe())
+	}
+	if len(state) == 3 {
+		t.root = rootOf(state[1], state[2])
 	}
 	return nil
 }

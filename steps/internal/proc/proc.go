@@ -51,6 +51,11 @@ type Inside struct {
 	Announce string
 	// Signal sends sig ("TERM", "KILL") to pid where the process runs.
 	Signal func(ctx context.Context, pid, sig string) error
+	// Attach, if set, gets the words after the pid on the announcement
+	// line (e.g. that the process writes to a FIFO rather than to the
+	// child's stdout) and may start moving data; Run waits for the returned
+	// function after the child exits, and its error fails the run.
+	Attach func(pid string, words []string) (wait func(childErr error) error)
 }
 
 // Result is what a finished child left behind.
@@ -139,7 +144,7 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 	}
 	var inside *announced
 	if c.Inside != nil {
-		inside = &announced{prefix: c.Inside.Announce, next: cmd.Stderr, known: make(chan struct{})}
+		inside = &announced{in: c.Inside, next: cmd.Stderr, known: make(chan struct{})}
 		cmd.Stderr = inside
 	}
 
@@ -178,6 +183,11 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 		// has copied all of stderr: the pid is known or never will be.
 		signalInside(c.Inside, inside, nil, "KILL")
 	}
+	if inside != nil && inside.wait != nil {
+		if aerr := inside.wait(werr); aerr != nil && werr == nil && ctx.Err() == nil {
+			return Result{ExitCode: -1, Duration: time.Since(start), Stderr: c.Secrets.Redact(stderr.String())}, fmt.Errorf("%s: %w", c.Name, aerr)
+		}
+	}
 
 	res := Result{Duration: time.Since(start), Stderr: c.Secrets.Redact(stderr.String())}
 	if stdout != nil {
@@ -207,12 +217,13 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 
 // announced consumes the first stderr line when it announces a pid.
 type announced struct {
-	prefix string
-	next   io.Writer
-	line   []byte
-	pid    string
-	known  chan struct{} // closed once the first line is in
-	once   sync.Once
+	in    *Inside
+	next  io.Writer
+	line  []byte
+	pid   string
+	wait  func(error) error // from Inside.Attach
+	known chan struct{}     // closed once the first line is in
+	once  sync.Once
 }
 
 func (a *announced) Write(p []byte) (int, error) {
@@ -224,7 +235,7 @@ func (a *announced) Write(p []byte) (int, error) {
 	default:
 	}
 	i := bytes.IndexByte(p, '\n')
-	if i < 0 && len(a.line)+len(p) < 64 {
+	if i < 0 && len(a.line)+len(p) < 256 {
 		a.line = append(a.line, p...)
 		return n, nil
 	}
@@ -235,8 +246,15 @@ func (a *announced) Write(p []byte) (int, error) {
 		a.line, rest = append(a.line, p...), nil
 	}
 	first := strings.TrimSpace(string(a.line))
-	if pid, ok := strings.CutPrefix(first, a.prefix); ok && pid != "" && strings.Trim(pid, "0123456789") == "" {
-		a.pid = pid
+	words := []string(nil)
+	if rest, ok := strings.CutPrefix(first, a.in.Announce); ok {
+		words = strings.Fields(rest)
+	}
+	if len(words) > 0 && strings.Trim(words[0], "0123456789") == "" {
+		a.pid = words[0]
+		if a.in.Attach != nil {
+			a.wait = a.in.Attach(a.pid, words[1:])
+		}
 	} else {
 		rest = append(a.line, rest...) // not an announcement: pass it on
 	}

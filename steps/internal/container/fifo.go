@@ -1,0 +1,132 @@
+package container
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/planrun/planrun/steps/internal/proc"
+)
+
+// The engine relays a tool's stdout through its daemon at a high CPU cost
+// (Docker 20.10 here: ~30 ms of CPU per MB, a 1 GiB dump 4x slower than on
+// the host). When planrun runs on the engine's host and may enter the
+// container's root (/proc/PID/root: root, or the container's own uid),
+// the tool writes into a FIFO instead and planrun reads the other end: a
+// kernel pipe, no relay. The FIFO lives in a private directory in the
+// container's /tmp that planrun removes as soon as both ends are open, so
+// nothing is left behind and a late open cannot create a regular file
+// there. When mkfifo fails in the container, the script falls back to
+// the relay.
+const announceFIFO = `d=$1; shift; if mkdir -m 700 "$d" 2>/dev/null && mkfifo -m 600 "$d/out"; then ` +
+	`echo "` + announcePrefix + `$$ fifo" >&2; exec "$@" > "$d/out"; fi; ` +
+	`echo "` + announcePrefix + `$$" >&2; exec "$@"`
+
+// rootOf is /proc/PID/root when pid is the container id's process on this
+// host and planrun may open it; "" otherwise (a remote engine's pid names
+// some other process here: its cgroup does not name the container).
+func rootOf(pid, id string) string {
+	if n, err := strconv.Atoi(pid); err != nil || n <= 0 || len(id) < 12 {
+		return ""
+	}
+	cg, err := os.ReadFile("/proc/" + pid + "/cgroup")
+	if err != nil || !bytes.Contains(cg, []byte(id)) {
+		return ""
+	}
+	root := "/proc/" + pid + "/root"
+	if fi, err := os.Stat(root + "/tmp"); err != nil || !fi.IsDir() {
+		return ""
+	}
+	return root
+}
+
+// fifo is one tool run's output FIFO: dir as the container sees it, and
+// the same directory seen from the host.
+type fifo struct {
+	dir, host string
+	used      bool // the tool wrote into the FIFO (for tests)
+}
+
+// fifoFor is the FIFO for c's output, or nil when the relay must carry it
+// (no stdout stream, or the container's root is out of reach).
+func (t *Target) fifoFor(c proc.Cmd) *fifo {
+	if t.root == "" || c.Stdout == nil {
+		return nil
+	}
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return nil
+	}
+	dir := "/tmp/.planrun-" + hex.EncodeToString(b)
+	return &fifo{dir: dir, host: t.root + dir}
+}
+
+// remove deletes the FIFO and its directory.
+func (f *fifo) remove() {
+	os.Remove(f.host + "/out")
+	os.Remove(f.host)
+}
+
+// attach is the proc.Inside.Attach of a FIFO run: once the tool's shell
+// announces the FIFO, copy what the tool writes there into out.
+func (f *fifo) attach(out io.Writer) func(pid string, words []string) func(error) error {
+	return func(pid string, words []string) func(error) error {
+		if len(words) == 0 || words[0] != "fifo" {
+			f.remove()
+			return nil // mkfifo failed in the container: the relay carries it
+		}
+		f.used = true
+		var (
+			mu     sync.Mutex
+			reader *os.File
+		)
+		done := make(chan error, 1)
+		go func() {
+			// Blocks until the tool's shell opens its end.
+			r, err := os.Open(f.host + "/out")
+			f.remove() // both ends are open (or never will be): the names can go
+			if err != nil {
+				done <- err
+				return
+			}
+			mu.Lock()
+			reader = r
+			mu.Unlock()
+			_, err = io.Copy(out, r)
+			r.Close()
+			done <- err
+		}()
+		return func(childErr error) error {
+			select {
+			case err := <-done:
+				return err
+			case <-time.After(proc.GracePeriod):
+			}
+			mu.Lock()
+			r := reader
+			mu.Unlock()
+			if r == nil {
+				// The tool died before opening its end: open it here so
+				// that the reader's open returns (and sees end of file).
+				if w, err := os.OpenFile(f.host+"/out", os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+					w.Close()
+				}
+			} else {
+				// The client is gone and the FIFO is still open: whatever
+				// holds its end, stop reading, and fail unless the client did.
+				r.Close()
+			}
+			if err := <-done; err != nil || childErr != nil {
+				return err
+			}
+			return errors.New("the tool's output FIFO stayed open after the tool ended")
+		}
+	}
+}
