@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/planrun/planrun/engine"
 	"github.com/planrun/planrun/steps/internal/argv"
 	"github.com/planrun/planrun/steps/internal/artifact"
+	"github.com/planrun/planrun/steps/internal/container"
 	"github.com/planrun/planrun/steps/internal/mongoarchive"
 	"github.com/planrun/planrun/steps/internal/mongoconn"
 	"github.com/planrun/planrun/steps/internal/proc"
@@ -52,8 +52,9 @@ func (p *MongodumpParams) Validate() error {
 	return p.WriteOptions.Validate()
 }
 
-func (p *MongodumpParams) args(config string) []string {
-	args := []string{"--config=" + config, "--archive"}
+// args are mongodump's arguments after --config (the session adds it).
+func (p *MongodumpParams) args() []string {
+	args := []string{"--archive"}
 	if p.DB != "" {
 		args = append(args, "--db="+p.DB)
 	}
@@ -83,6 +84,16 @@ password, goes to a 0600 --config file in the step's private temp dir that
 is removed afterwards — never on the command line. A mongodump that exits
 non-zero discards the artifact.
 
+With container: (docker/podman exec -i) or compose: (docker compose exec
+-T), mongodump runs inside that container and its archive streams into the
+artifact on the host as above. The uri's hosts are then as the container
+sees them (without uri/uri_env: mongodb://127.0.0.1:27017/, the
+container's own server). The --config document crosses as -e
+PLANRUN_MONGO_CONFIG (its value only in the engine client's environment)
+and reaches mongodump as /dev/fd/3, a pipe sh feeds from that variable:
+no file in the container, nothing in any argv. The reachability check
+connects from inside the container (bash's /dev/tcp).
+
 The archive is also parsed as it streams past (a copy of the stream, in a
 goroutine, bounded memory): the documents counted per collection are
 exactly those the archive holds — no separate count racing with writes —
@@ -106,7 +117,7 @@ Restore: planrun restore/drill run mongorestore; a drill restores into
 	Example: "uri_env: MONGO_URI\ndb: app\noutput: /backups/app.archive.zst.age\nencrypt: {recipients_file: /etc/planrun/backup.pub}",
 	Preview: func(env *engine.Env, p *MongodumpParams) []string {
 		return []string{
-			"run: " + proc.CommandLine(env.Secrets, p.Mongodump, p.args("<private 0600 file with the uri>")...),
+			"run: " + p.Conn.PreviewSession(env).CommandLine(proc.Cmd{Name: p.Mongodump, Args: p.args()}),
 			"write: " + p.WriteOptions.Describe(),
 		}
 	},
@@ -116,18 +127,17 @@ Restore: planrun restore/drill run mongorestore; a drill restores into
 }
 
 func runMongodump(ctx context.Context, env *engine.Env, p *MongodumpParams) (engine.Outputs, error) {
-	uri, err := p.Conn.Resolve(env)
+	s, err := p.Conn.Session(env)
 	if err != nil {
 		return nil, err
 	}
-	if err := mongoconn.Reachable(ctx, uri); err != nil {
+	defer s.Close()
+	if err := s.Probe(ctx); err != nil {
 		return nil, err
 	}
-	cfg, err := mongoconn.ConfigFile(env, uri)
-	if err != nil {
+	if err := s.Reachable(ctx); err != nil {
 		return nil, err
 	}
-	defer os.Remove(cfg)
 	w, err := artifact.Create(ctx, env, p.WriteOptions)
 	if err != nil {
 		return nil, err
@@ -135,9 +145,7 @@ func runMongodump(ctx context.Context, env *engine.Env, p *MongodumpParams) (eng
 	defer w.Abort()
 	tee := mongoarchive.NewTee(w)
 	start := time.Now()
-	_, err = proc.Run(ctx, proc.Cmd{
-		Name: p.Mongodump, Args: p.args(cfg), Env: env.Environ, Secrets: env.Secrets, Stdout: tee,
-	})
+	_, err = proc.Run(ctx, s.Cmd(proc.Cmd{Name: p.Mongodump, Args: p.args(), Stdout: tee}))
 	sum, perr := tee.Finish()
 	if err != nil {
 		return nil, fmt.Errorf("mongodump failed, no artifact written: %w", err)
@@ -153,7 +161,7 @@ func runMongodump(ctx context.Context, env *engine.Env, p *MongodumpParams) (eng
 	for ns, n := range sum.Documents {
 		counts["documents:"+ns] = n
 	}
-	res.Record.Source = p.source(uri, sum)
+	res.Record.Source = p.source(s.URI, sum)
 	if v := sum.Header.ToolVersion; v != "" {
 		res.Record.Tools = map[string]string{"mongodump": v}
 	}
@@ -185,6 +193,8 @@ func (p *MongodumpParams) source(uri string, sum *mongoarchive.Summary) map[stri
 	if p.Oplog {
 		src["oplog"] = "true"
 	}
+	// host is then as the container sees it.
+	p.Conn.Target.Record(src)
 	return src
 }
 
@@ -199,6 +209,8 @@ func mongodumpInverse(a engine.ArtifactRecord, t engine.RestoreTarget) (map[stri
 	if v := a.Source["uri_env"]; v != "" {
 		with["uri_env"] = v
 	}
+	// Back into the container it came from (its localhost by default).
+	container.FromRecord(a.Source, with)
 	artifact.AddReadKeys(with, t)
 	db := a.Source["db"]
 	if !t.Scratch {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -128,8 +127,9 @@ func (p *MongorestoreParams) scratchDBs() ([]string, error) {
 	return dbs, nil
 }
 
-func (p *MongorestoreParams) args(config string) []string {
-	args := []string{"--config=" + config, "--archive"}
+// args are mongorestore's arguments after --config (the session adds it).
+func (p *MongorestoreParams) args() []string {
+	args := []string{"--archive"}
 	if p.Drop {
 		args = append(args, "--drop")
 	}
@@ -157,6 +157,17 @@ mongorestore --archive's stdin; a truncated or tampered artifact stops
 mongorestore before it sees the end of its input. The connection string goes
 in a 0600 --config file in the private temp dir. Any failed document fails
 the step unless allow_failures.
+
+With container: or compose:, mongorestore runs inside that container, fed
+the plaintext over the engine client's stdin (decryption stays on the
+host); uri, its default and the --config delivery are as for mongodump.
+The step's own queries (reachability, the scratch check, the counts, the
+drop_after drops) then go through the container as well: each driver
+connection is a relay run inside it (docker exec -i ... bash, /dev/tcp to
+the uri's host, cat both ways), so they reach the server the tool wrote to
+at the address the tool used, with no published port and whatever the
+container's network. The container needs bash and cat for that (the
+official mongo images have them).
 
 counts are measured on the server after the restore: an exact count
 (countDocuments) of every collection mongorestore restored, keyed as the
@@ -189,17 +200,22 @@ against a separate server restored from the same archive.`,
 	},
 	Example: "uri_env: MONGO_URI\ninput: /backups/app.archive.zst.age\nidentity_file: /etc/planrun/restore.key\nns_include: ['app.*']\nns_from: ['app.*']\nns_to: ['app_drill.*']\ndrop: true\ndrop_after: true",
 	Preview: func(env *engine.Env, p *MongorestoreParams) []string {
-		return []string{"read: " + p.Input,
-			"run: " + proc.CommandLine(env.Secrets, p.Mongorestore, p.args("<private 0600 file with the uri>")...) + " < plaintext"}
+		s := p.Conn.PreviewSession(env)
+		lines := []string{"read: " + p.Input, "run: " + s.CommandLine(proc.Cmd{Name: p.Mongorestore, Args: p.args()}) + " < plaintext"}
+		if relay := s.RelayCommandLine(); relay != "" {
+			lines = append(lines, "relay (each driver connection, for the checks, counts and drops): "+relay)
+		}
+		return lines
 	},
 	Run: runMongorestore,
 }
 
 func runMongorestore(ctx context.Context, env *engine.Env, p *MongorestoreParams) (out engine.Outputs, err error) {
-	uri, err := p.Conn.Resolve(env)
+	s, err := p.Conn.Session(env)
 	if err != nil {
 		return nil, err
 	}
+	defer s.Close()
 	var scratch []string
 	if p.DropAfter {
 		if scratch, err = p.scratchDBs(); err != nil {
@@ -218,15 +234,13 @@ func runMongorestore(ctx context.Context, env *engine.Env, p *MongorestoreParams
 		return nil, fmt.Errorf("input: %w", err)
 	}
 	defer src.Close()
-	if err := mongoconn.Reachable(ctx, uri); err != nil {
+	if err := s.Probe(ctx); err != nil {
 		return nil, err
 	}
-	cfg, err := mongoconn.ConfigFile(env, uri)
-	if err != nil {
+	if err := s.Reachable(ctx); err != nil {
 		return nil, err
 	}
-	defer os.Remove(cfg)
-	cl, err := mongoconn.Connect(uri)
+	cl, err := s.Connect()
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +269,7 @@ func runMongorestore(ctx context.Context, env *engine.Env, p *MongorestoreParams
 	}
 	counter := mongoconn.NewCounter()
 	start := time.Now()
-	_, err = proc.RunFed(ctx, proc.Cmd{Name: p.Mongorestore, Args: p.args(cfg), Env: env.Environ, Secrets: env.Secrets, Stderr: counter}, src)
+	_, err = proc.RunFed(ctx, s.Cmd(proc.Cmd{Name: p.Mongorestore, Args: p.args(), Stderr: counter}), src)
 	targets, _, total, failed := counter.Result()
 	out = engine.Outputs{"documents": total, "failures": failed, "duration_ms": time.Since(start).Milliseconds()}
 	if err != nil {

@@ -2,7 +2,9 @@
 // params they share, the tools' --config file that keeps the URI off the
 // command line, a fast reachability check, a driver client for the counts
 // and scratch drops the steps make themselves, and the parsing of the
-// tools' per-collection progress lines.
+// tools' per-collection progress lines. With container:/compose: the tools
+// run inside the container and the driver's connections are tunnelled
+// through it (session.go, tunnel.go).
 package mongoconn
 
 import (
@@ -26,18 +28,32 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/planrun/planrun/engine"
+	"github.com/planrun/planrun/steps/internal/container"
 )
 
 // Conn is embedded (inline) in the params of mongodump and mongorestore.
 type Conn struct {
-	URI    string `yaml:"uri" secret:"true" doc:"mongodb:// or mongodb+srv:// connection string; passed in a 0600 --config file, never on the command line"`
+	URI    string `yaml:"uri" secret:"true" doc:"mongodb:// or mongodb+srv:// connection string; passed in a 0600 --config file (in a container: piped to the tool's --config), never on the command line"`
 	URIEnv string `yaml:"uri_env" doc:"(alternative) name of the environment variable holding the connection string"`
+	// In a container, the URI's hosts are as seen from inside it; without
+	// uri/uri_env the tools connect to its localhost (DefaultContainerURI).
+	container.Target `yaml:",inline"`
 }
+
+// DefaultContainerURI is the server a tool in a container reaches when
+// neither uri nor uri_env is given: the container's own mongod.
+const DefaultContainerURI = "mongodb://127.0.0.1:27017/"
 
 // Check enforces the connection rules (the steps' Validate calls it).
 func (c *Conn) Check() error {
-	if (c.URI == "") == (c.URIEnv == "") {
+	if err := c.Target.Check(); err != nil {
+		return err
+	}
+	if c.URI != "" && c.URIEnv != "" {
 		return errors.New("give exactly one of uri and uri_env")
+	}
+	if c.URI == "" && c.URIEnv == "" && !c.Target.Enabled() {
+		return errors.New("give exactly one of uri and uri_env (or container/compose, for the container's localhost)")
 	}
 	if c.URI != "" && !strings.Contains(c.URI, "${{") && !strings.HasPrefix(c.URI, "mongodb://") && !strings.HasPrefix(c.URI, "mongodb+srv://") {
 		return errors.New("uri: must start with mongodb:// or mongodb+srv://")
@@ -49,13 +65,8 @@ func (c *Conn) Check() error {
 // mongo-tools' options.ParseConfigFile reads them) 0600 into the private temp
 // dir and registers the URI's password as a secret. The caller removes it.
 func ConfigFile(env *engine.Env, uri string) (string, error) {
-	if u, err := url.Parse(uri); err == nil && u.User != nil {
-		if pw, ok := u.User.Password(); ok {
-			env.Secrets.Add(pw)
-		}
-	}
-	env.Secrets.Add(engine.URIPasswords(uri)...)
-	data, err := yaml.Marshal(map[string]string{"uri": uri})
+	addSecrets(env, uri)
+	data, err := configYAML(uri)
 	if err != nil {
 		return "", err
 	}
@@ -78,6 +89,22 @@ func ConfigFile(env *engine.Env, uri string) (string, error) {
 		return "", err
 	}
 	return f.Name(), f.Close()
+}
+
+// addSecrets registers the URI's passwords as secrets.
+func addSecrets(env *engine.Env, uri string) {
+	if u, err := url.Parse(uri); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok {
+			env.Secrets.Add(pw)
+		}
+	}
+	env.Secrets.Add(engine.URIPasswords(uri)...)
+}
+
+// configYAML is the --config document: YAML quoting is yaml.Marshal's, so
+// any character in the URI survives mongo-tools' yaml.UnmarshalStrict.
+func configYAML(uri string) ([]byte, error) {
+	return yaml.Marshal(map[string]string{"uri": uri})
 }
 
 // Counter parses the tools' progress lines from stderr as they come:
@@ -139,7 +166,8 @@ func (c *Counter) Result() (map[string]int64, map[string]int64, int64, int64) {
 	return c.counts, c.failures, n, f
 }
 
-// Resolve is the connection string, from uri or the uri_env variable.
+// Resolve is the connection string, from uri or the uri_env variable
+// (in a container without either: DefaultContainerURI).
 func (c *Conn) Resolve(env *engine.Env) (string, error) {
 	if c.URIEnv != "" {
 		v, ok := engine.LookupEnv(env.Environ, c.URIEnv)
@@ -147,6 +175,9 @@ func (c *Conn) Resolve(env *engine.Env) (string, error) {
 			return "", fmt.Errorf("uri_env: %s is not set", c.URIEnv)
 		}
 		return v, nil
+	}
+	if c.URI == "" && c.Target.Enabled() {
+		return DefaultContainerURI, nil
 	}
 	return c.URI, nil
 }
@@ -204,11 +235,16 @@ var ReachTimeout = 10 * time.Second
 // which would turn a down database into a step that hangs until its
 // timeout. mongodb+srv:// URIs (DNS seed lists) are left to the tools.
 func Reachable(ctx context.Context, uri string) error {
+	d := net.Dialer{Timeout: ReachTimeout}
+	return reachable(ctx, uri, "MongoDB unreachable", d.DialContext)
+}
+
+// reachable returns nil once dial connects to one of the URI's hosts.
+func reachable(ctx context.Context, uri, what string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) error {
 	if !strings.HasPrefix(uri, "mongodb://") {
 		return nil
 	}
 	var errs []string
-	d := net.Dialer{Timeout: ReachTimeout}
 	for _, h := range strings.Split(Hosts(uri), ",") {
 		if h == "" {
 			continue
@@ -216,7 +252,9 @@ func Reachable(ctx context.Context, uri string) error {
 		if _, _, err := net.SplitHostPort(h); err != nil {
 			h = net.JoinHostPort(strings.Trim(h, "[]"), "27017")
 		}
-		c, err := d.DialContext(ctx, "tcp", h)
+		dctx, cancel := context.WithTimeout(ctx, ReachTimeout)
+		c, err := dial(dctx, "tcp", h)
+		cancel()
 		if err == nil {
 			c.Close()
 			return nil
@@ -226,5 +264,5 @@ func Reachable(ctx context.Context, uri string) error {
 	if len(errs) == 0 {
 		return nil
 	}
-	return fmt.Errorf("MongoDB unreachable: %s", strings.Join(errs, "; "))
+	return fmt.Errorf("%s: %s", what, strings.Join(errs, "; "))
 }
