@@ -65,10 +65,13 @@ func DryRun(w io.Writer, p *Plan, scope *Scope) error {
 			continue
 		}
 		if s.Type.KindFor(params) == KindDestructive {
-			out("  destructive: skipped if a backup step fails earlier in the run%s\n",
+			out("  destructive: skipped if a backup step fails or a guard trips earlier in the run%s\n",
 				map[bool]string{true: " — overridden by after_backup_failure", false: ""}[s.AfterBackupFailure])
 		}
 		out("  timeout %s, attempts %d\n", s.Timeout, s.Retry.Attempts)
+		if g := r.guardOf(s, s.Type.KindFor(params)); g != nil {
+			out("  guard: %s\n", g)
+		}
 		for _, a := range s.Asserts {
 			out("  assert: %s\n", a.Code)
 		}

@@ -54,6 +54,7 @@ func exprOptions() []expr.Option {
 		proto[f] = func() bool { return false }
 	}
 	proto["newest"] = newest
+	proto["history"] = historyProto
 	proto["files"] = files
 	return []expr.Option{
 		expr.Env(proto),

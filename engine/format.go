@@ -23,6 +23,7 @@ type planFile struct {
 	Secrets       []string      `yaml:"secrets" doc:"extra env names whose values are masked as ***; names containing PASS, SECRET, TOKEN, KEY or CREDENTIAL (not *_FILE) and every password inside a URI are masked anyway"`
 	Vars          *yaml.Node    `yaml:"vars" pattern:"^[A-Za-z_][A-Za-z0-9_]*$" doc:"values evaluated once per run, in order, read as vars.<name>; may use env and earlier vars; --var name=value overrides"`
 	Defaults      defaultsFile  `yaml:"defaults" doc:"settings of every step that does not set its own"`
+	Preflight     bool          `yaml:"preflight" doc:"before the first step, run the checks of planrun validate --online (tools and their versions, services and credentials, secret files, disk room predicted from earlier runs); a failed check fails the run before anything is written (only failure()/always() steps run)"`
 	Timeout       Duration      `yaml:"timeout" doc:"bound on the whole run; when it expires the running step is cancelled and failure()/always() steps still run"`
 	Monitor       []monitorFile `yaml:"monitor" doc:"steps the engine drives itself (healthcheck-ping, webhook): start when the run begins, success or fail (with the exit code and the log tail) when it ends; fail also when the run cannot start (invalid plan, unusable env file, run store unavailable), the plan times out, a signal stops it, or an earlier run's process died; log when on_lock: skip skips the run; each call has a 30s timeout and one attempt (the type retries itself)"`
 	OnLock        string        `yaml:"on_lock" enum:"skip|fail|wait" default:"skip" doc:"when another run of the plan holds its lock: skip (log, exit 3, a log signal to the monitors, never fail), fail (exit 3 and a fail signal) or wait for it (up to lock_wait); apply --wait means wait"`
@@ -36,6 +37,28 @@ type planFile struct {
 type defaultsFile struct {
 	Timeout Duration   `yaml:"timeout" default:"2h" doc:"per-attempt timeout of a step"`
 	Retry   *retryFile `yaml:"retry" doc:"retry policy of a step"`
+	Guard   *guardFile `yaml:"guard" doc:"guard of every backup step (kind backup) that does not set its own; a step's guard keys replace these, action: off turns it off"`
+}
+
+// guardFile compares a step's outputs with the recorded history of the
+// same step (guard.go): a backup that silently shrank fails or warns, and
+// holds back the destructive steps after it.
+type guardFile struct {
+	Size     *limitFile `yaml:"size" doc:"total size of the artifacts the step recorded (bytes written when it records none)"`
+	Counts   *limitFile `yaml:"counts" doc:"each count of the step's artifact records (rows:public.users, documents:kaleem.users, files, ...); a count the history has and this run lacks is 0"`
+	Duration *limitFile `yaml:"duration" doc:"how long the successful attempt took"`
+	Action   string     `yaml:"action" enum:"fail|warn|off" default:"fail" doc:"fail: the step fails; warn: a warning and the run goes on; either way the safety interlock holds back later destructive steps (after_backup_failure overrides); off: no guard"`
+	node     `yaml:"-"`
+}
+
+// limitFile bounds one measurement by ratios to its median over the last
+// window successful runs of the plan that ran the step successfully.
+type limitFile struct {
+	MinRatio   float64 `yaml:"min_ratio" min:"0" doc:"trips when this run's value is below min_ratio × the median"`
+	MaxRatio   float64 `yaml:"max_ratio" min:"0" doc:"trips when this run's value is above max_ratio × the median"`
+	Window     int     `yaml:"window" min:"1" max:"1000" default:"14" doc:"how many of the newest successful runs the median is taken over"`
+	MinHistory int     `yaml:"min_history" min:"1" max:"1000" default:"3" doc:"with fewer recorded runs than this the check passes and says so (the first runs)"`
+	node       `yaml:"-"`
 }
 
 // retryFile is a retry policy: exponential backoff with jitter.
@@ -55,6 +78,7 @@ type stepFile struct {
 	Assert             []exprText `yaml:"assert" doc:"checked after the step succeeds, over its own outputs and earlier steps'; a false one fails the step (not retried)"`
 	Timeout            Duration   `yaml:"timeout" doc:"per-attempt timeout (default: defaults.timeout)"`
 	Retry              *retryFile `yaml:"retry" doc:"retry policy; keys not given come from defaults.retry"`
+	Guard              *guardFile `yaml:"guard" doc:"checks the step's size, counts and duration against the medians of its recorded successful runs; keys not given come from defaults.guard"`
 	ContinueOnError    bool       `yaml:"continue_on_error" doc:"a failure of this step is recorded but does not fail the run"`
 	AfterBackupFailure bool       `yaml:"after_backup_failure" doc:"let a destructive step run even after a backup step of the run failed"`
 	node               `yaml:"-"`
@@ -120,6 +144,7 @@ var (
 	formatSpecs = map[reflect.Type]*Spec{}
 	planSpec    = mustFormatSpec(planFile{})
 	retrySpec   = mustFormatSpec(retryFile{})
+	limitSpec   = mustFormatSpec(limitFile{})
 )
 
 func mustFormatSpec(v any) *Spec {
@@ -145,6 +170,10 @@ func formatDefName(s *Spec) string {
 		return "step"
 	case reflect.TypeOf(monitorFile{}):
 		return "monitor"
+	case reflect.TypeOf(guardFile{}):
+		return "guard"
+	case reflect.TypeOf(limitFile{}):
+		return "guard_limit"
 	}
 	return ""
 }

@@ -90,9 +90,11 @@ func (l *loader) build(f *planFile) *Plan {
 		exprs: l.exprs, Version: f.Version, Name: f.Name, Description: f.Description,
 		EnvFiles: f.EnvFiles, EnvPrecedence: f.EnvPrecedence, Secrets: f.Secrets,
 		Timeout: time.Duration(f.Timeout), OnLock: f.OnLock, LockWait: time.Duration(f.LockWait),
+		Preflight: f.Preflight,
 	}
 	defaultsRetry := l.retry(f.Defaults.Retry, Retry{}, where{path: "defaults.retry"})
-	p.Defaults = StepDefaults{Timeout: time.Duration(f.Defaults.Timeout), Retry: withRetryDefaults(defaultsRetry)}
+	p.Defaults = StepDefaults{Timeout: time.Duration(f.Defaults.Timeout), Retry: withRetryDefaults(defaultsRetry),
+		Guard: l.guard(f.Defaults.Guard, nil, where{path: "defaults.guard"})}
 	if f.Vars != nil {
 		p.Vars = l.vars(f.Vars)
 	}
@@ -106,6 +108,9 @@ func (l *loader) build(f *planFile) *Plan {
 			s.Timeout = time.Duration(sf.Timeout)
 		}
 		s.ContinueOnError, s.AfterBackupFailure = sf.ContinueOnError, sf.AfterBackupFailure
+		if sf.Guard != nil {
+			s.Guard, s.ownGuard = l.guard(sf.Guard, p.Defaults.Guard, where{prefix: sf.label(sf.n), path: "guard"}), true
+		}
 		if w := sf.vals["when"]; w != nil {
 			s.When = unwrapExpr(string(sf.When))
 			l.compileWhen(s, w, sf.label(sf.n))
@@ -390,6 +395,10 @@ func (l *loader) value(p *Param, v *yaml.Node, at where, field reflect.Value) {
 		if n, ok := l.intVal(v, name); ok && check(v.Value, int64(n)) {
 			field.SetInt(int64(n))
 		}
+	case KindFloat:
+		if f, ok := l.floatVal(v, name); ok && check(v.Value, f) {
+			field.SetFloat(f)
+		}
 	case KindBool:
 		field.SetBool(l.boolVal(v, name))
 	case KindDuration:
@@ -524,6 +533,19 @@ func (l *loader) intVal(v *yaml.Node, field string) (int, bool) {
 		return 0, false
 	}
 	return n, true
+}
+
+func (l *loader) floatVal(v *yaml.Node, field string) (float64, bool) {
+	if v.Kind != yaml.ScalarNode || v.Tag != "!!int" && v.Tag != "!!float" {
+		l.errf(v, "%s: expected a number, got %s", field, describe(v))
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(v.Value, 64)
+	if err != nil {
+		l.errf(v, "%s: expected a number, got %q", field, v.Value)
+		return 0, false
+	}
+	return f, true
 }
 
 func (l *loader) boolVal(v *yaml.Node, field string) bool {

@@ -23,6 +23,8 @@ type Plan struct {
 	Secrets  []string
 	Vars     []*Var
 	Defaults StepDefaults
+	// Preflight runs the preflight checks before the first step.
+	Preflight bool
 	// Timeout bounds the whole run (0: none).
 	Timeout time.Duration
 	// OnLock says what a run does when the plan's lock is held: OnLockSkip
@@ -55,6 +57,8 @@ type Var struct {
 type StepDefaults struct {
 	Timeout time.Duration
 	Retry   Retry
+	// Guard applies to the backup steps without a guard of their own (nil: none).
+	Guard *Guard
 }
 
 // Retry is the retry policy of a step: exponential backoff with jitter.
@@ -79,8 +83,13 @@ type Step struct {
 	// step of the same run failed (the safety interlock's override).
 	AfterBackupFailure bool
 	// Asserts are checked after the step succeeds; a false one fails it.
-	Asserts   []*Assertion
+	Asserts []*Assertion
+	// Guard compares the step's outputs with its recorded history (nil:
+	// none of its own; a backup step then takes Plan.Defaults.Guard).
+	Guard     *Guard
 	Line, Col int
+
+	ownGuard bool // guard: given on the step (an action: off one included)
 
 	when        *vm.Program
 	whenStatus  bool // `when` calls a status function itself

@@ -33,6 +33,8 @@ type Scope struct {
 	Secrets  *Redactor
 	Warnings []string
 	Started  time.Time
+	// EnvFiles are the env files read (the plan's, or --env-file's).
+	EnvFiles []string
 
 	envAny map[string]any // env for expressions, built once
 }
@@ -54,9 +56,16 @@ func prepareLenient(p *Plan, inv Invocation) *Scope {
 func prepare(p *Plan, inv Invocation, lenient bool) (*Scope, error) {
 	s := &Scope{RunID: NewRunID(), Secrets: NewRedactor(), Started: time.Now().UTC()}
 	s.Host, _ = os.Hostname()
+	if err := PlanFileSafe(p.File, os.Geteuid()); err != nil && !lenient {
+		return nil, err
+	}
 	env, warns, errs := childEnv(p, inv)
 	if len(errs) > 0 && !lenient {
 		return nil, errs[0]
+	}
+	s.EnvFiles = p.EnvFiles
+	if len(inv.EnvFiles) > 0 {
+		s.EnvFiles = inv.EnvFiles
 	}
 	s.Env, s.Warnings = env, warns
 	names := make([]string, 0, len(s.Env))

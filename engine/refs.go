@@ -28,7 +28,8 @@ func (l *loader) checkRefs(p *Plan) {
 		}
 	}
 	for i, s := range p.Steps {
-		ctx := exprCtx{what: fmt.Sprintf("step %q", s.ID), vars: allVars, steps: p.Steps, index: index, pos: i}
+		ctx := exprCtx{what: fmt.Sprintf("step %q", s.ID), vars: allVars, steps: p.Steps, index: index, pos: i,
+			defaultGuard: p.Defaults.Guard != nil}
 		if s.When != "" && s.when != nil {
 			l.checkExpr(&yaml.Node{Line: s.Line, Column: s.Col}, s.When, ctx)
 		}
@@ -64,6 +65,8 @@ type exprCtx struct {
 	index     map[string]int
 	pos       int
 	self      bool // an assert may read the step's own outputs
+	// defaultGuard: the plan has a defaults.guard (backup steps get it).
+	defaultGuard bool
 }
 
 // walkTemplates calls fn for every expression inside scalars of n.
@@ -159,6 +162,9 @@ func (l *loader) checkStepRef(n *yaml.Node, r ref, c exprCtx) {
 	switch r[2] {
 	case "outputs":
 		t := c.steps[i].Type
+		if len(r) >= 4 && r[3] == "guard" && c.steps[i].mayGuard(c.defaultGuard) {
+			return // the guard's verdict (guard.go)
+		}
 		if len(r) >= 4 && t != nil && len(t.Outputs) > 0 && !t.HasOutput(r[3]) {
 			names := make([]string, len(t.Outputs))
 			for j, o := range t.Outputs {

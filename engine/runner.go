@@ -100,6 +100,8 @@ type run struct {
 
 	failed        bool            // a step failed (without continue_on_error)
 	backupFailed  string          // id of a failed backup step, for the interlock
+	guardTripped  string          // id of a step whose guard tripped, for the interlock
+	preflightFail bool            // the plan's preflight checks failed
 	interrupted   error           // signal cause, once interrupted
 	outer         context.Context // the caller's (signal) context, without the plan timeout
 	timedOut      bool
@@ -229,6 +231,9 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 		var cancel context.CancelFunc
 		runCtx, cancel = context.WithTimeoutCause(ctx, p.Timeout, errPlanTimeout)
 		defer cancel()
+	}
+	if p.Preflight && r.kind() == KindApply {
+		r.preflight(runCtx)
 	}
 	for i, s := range p.Steps {
 		r.runStep(runCtx, i, s)
@@ -410,6 +415,7 @@ func (r *run) exprScope() map[string]any {
 		steps[id] = map[string]any{"outputs": map[string]any(st.outputs), "status": st.status, "outcome": st.outcome}
 	}
 	sc := r.scope.exprScope(r.runMap(), steps)
+	sc["history"] = r.historyFuncs()
 	failed := r.failed || r.interrupted != nil || r.timedOut
 	sc["success"] = func() bool { return !failed }
 	sc["failure"] = func() bool { return failed }

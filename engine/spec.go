@@ -46,6 +46,10 @@ type Param struct {
 	Default  string
 	Enum     []string
 	Secret   bool
+	// SecretFile (tag secret:"file") says the value names a file holding a
+	// secret (a password file, an age identity, a tool config with
+	// credentials): preflight checks that nobody else can read it.
+	SecretFile bool
 	// Tool says the value names a program the step runs: validate
 	// --strict looks it up as apply will.
 	Tool     bool
@@ -216,13 +220,17 @@ func (s *Spec) addFields(t reflect.Type, prefix []int, format map[reflect.Type]*
 			return fmt.Errorf("field %s has no yaml tag", f.Name)
 		}
 		p := &Param{
-			Name:     name,
-			Doc:      f.Tag.Get("doc"),
-			Required: f.Tag.Get("required") == "true",
-			Default:  f.Tag.Get("default"),
-			Secret:   f.Tag.Get("secret") == "true",
-			Tool:     f.Tag.Get("tool") == "true",
-			index:    index,
+			Name:       name,
+			Doc:        f.Tag.Get("doc"),
+			Required:   f.Tag.Get("required") == "true",
+			Default:    f.Tag.Get("default"),
+			Secret:     f.Tag.Get("secret") == "true",
+			SecretFile: f.Tag.Get("secret") == "file",
+			Tool:       f.Tag.Get("tool") == "true",
+			index:      index,
+		}
+		if v := f.Tag.Get("secret"); v != "" && v != "true" && v != "file" {
+			return fmt.Errorf("field %s: secret tag must be \"true\" or \"file\", got %q", f.Name, v)
 		}
 		if p.Tool && f.Type.Kind() != reflect.String {
 			return fmt.Errorf("field %s: only a string can name a tool", f.Name)
@@ -582,7 +590,6 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// SecretValues returns the non-empty values of params tagged secret.
 // ToolValues lists the programs the params tagged tool name in v, in
 // declaration order; an unset one is its default.
 func (s *Spec) ToolValues(v reflect.Value) []string {
@@ -616,22 +623,24 @@ func (s *Spec) ToolDefaults() []string {
 	return out
 }
 
+// SecretFileValues returns the non-empty values of params tagged
+// secret:"file" (down into nested objects).
+func (s *Spec) SecretFileValues(v reflect.Value) []string {
+	var out []string
+	s.eachValue(v, func(p *Param, f reflect.Value) {
+		if p.SecretFile && f.Kind() == reflect.String && f.String() != "" {
+			out = append(out, f.String())
+		}
+	})
+	return out
+}
+
+// SecretValues returns the non-empty values of params tagged secret.
 func (s *Spec) SecretValues(v reflect.Value) []string {
 	var out []string
-	for v.Kind() == reflect.Pointer {
-		if v.IsNil() {
-			return nil
-		}
-		v = v.Elem()
-	}
-	for _, p := range s.Params {
-		f := v.FieldByIndex(p.index)
-		if p.Kind == KindObject {
-			out = append(out, p.Fields.SecretValues(f)...)
-			continue
-		}
+	s.eachValue(v, func(p *Param, f reflect.Value) {
 		if !p.Secret {
-			continue
+			return
 		}
 		switch f.Kind() {
 		case reflect.String:
@@ -647,6 +656,25 @@ func (s *Spec) SecretValues(v reflect.Value) []string {
 				out = append(out, f.MapIndex(k).String())
 			}
 		}
-	}
+	})
 	return out
+}
+
+// eachValue calls fn with each param of s and its field in v, down into
+// nested objects (a nil pointer has none).
+func (s *Spec) eachValue(v reflect.Value, fn func(p *Param, f reflect.Value)) {
+	for v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return
+		}
+		v = v.Elem()
+	}
+	for _, p := range s.Params {
+		f := v.FieldByIndex(p.index)
+		if p.Kind == KindObject {
+			p.Fields.eachValue(f, fn)
+			continue
+		}
+		fn(p, f)
+	}
 }

@@ -25,6 +25,9 @@ func (r *run) decide(s *Step, scope map[string]any) (bool, string, error) {
 		if r.interrupted != nil {
 			return false, "run interrupted", nil
 		}
+		if r.preflightFail {
+			return false, "preflight failed", nil
+		}
 		return false, "an earlier step failed", nil
 	}
 	if s.whenDefault {
@@ -110,10 +113,17 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 		return
 	}
 	kind = s.Type.KindFor(params)
-	if kind == KindDestructive && r.backupFailed != "" && !s.AfterBackupFailure {
-		skip(fmt.Sprintf("safety interlock: backup step %q failed earlier in this run (set after_backup_failure: true to override)", r.backupFailed))
-		return
+	if kind == KindDestructive && !s.AfterBackupFailure {
+		switch {
+		case r.backupFailed != "":
+			skip(fmt.Sprintf("safety interlock: backup step %q failed earlier in this run (set after_backup_failure: true to override)", r.backupFailed))
+			return
+		case r.guardTripped != "":
+			skip(fmt.Sprintf("safety interlock: the guard of step %q tripped earlier in this run (set after_backup_failure: true to override)", r.guardTripped))
+			return
+		}
 	}
+	guard := r.guardOf(s, kind)
 
 	log.Info("step started", "type", s.TypeName)
 	var lastErr error
@@ -131,7 +141,6 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 			Started: began, Finished: finished, Duration: finished.Sub(began),
 			Outputs: r.redactOutputs(outputs), BytesIn: stats.BytesIn.Load(), BytesOut: stats.BytesOut.Load()}
 		if err == nil {
-			rec.Status = StatusSuccess
 			for _, a := range arts {
 				a.StepID, a.StepType = s.ID, s.TypeName
 				// Records are stored and travel off-site: steps keep secrets
@@ -142,9 +151,29 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 				for k, v := range a.Tools {
 					a.Tools[k] = r.scope.Secrets.Redact(v)
 				}
-				r.artifacts = append(r.artifacts, *a)
 				rec.Records = append(rec.Records, *a)
 			}
+		}
+		if err == nil && guard != nil {
+			// A tripped guard's attempt keeps its records (show lists what
+			// was written), but only successful attempts make the manifest.
+			g := r.checkGuard(guard, s, &rec, outputs)
+			if g.Tripped() && r.guardTripped == "" {
+				r.guardTripped = s.ID
+			}
+			switch g.Verdict {
+			case VerdictFail:
+				err = errors.New(g.Summary)
+				assertErr = err // not retried: the same source would dump the same
+			case VerdictWarn:
+				log.Warn(g.Summary + "; destructive steps of this run are held back")
+			default:
+				log.Info(g.Summary)
+			}
+		}
+		if err == nil {
+			rec.Status = StatusSuccess
+			r.artifacts = append(r.artifacts, rec.Records...)
 			rec.Artifacts = artifactPaths(rec.Records)
 			r.record(rec)
 			st.status, st.outcome = StatusSuccess, StatusSuccess
@@ -157,6 +186,7 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 			rec.Status = StatusInterrupted
 		}
 		rec.Error = r.scope.Secrets.Redact(err.Error())
+		rec.Artifacts = artifactPaths(rec.Records)
 		r.record(rec)
 		if parent.Err() != nil {
 			r.noteCancel(parent)
@@ -239,6 +269,9 @@ func (r *run) unknownCode(code string) bool {
 	}
 	for _, ref := range refs {
 		if ref[0] == "steps" && (len(ref) == 2 || len(ref) >= 3 && ref[2] == "outputs") {
+			return true
+		}
+		if ref[0] == "history" { // the run store, which a dry run does not open
 			return true
 		}
 	}
@@ -451,7 +484,7 @@ func (r *run) assertValues(code string, scope map[string]any) string {
 	seen := map[string]bool{}
 	for _, ref := range refs {
 		name := strings.Join(ref, ".")
-		if seen[name] || len(ref) < 2 {
+		if seen[name] || len(ref) < 2 || ref[0] == "history" { // history.* are functions
 			continue
 		}
 		seen[name] = true

@@ -21,11 +21,41 @@ func CheckStrict(p *Plan, inv Invocation) error {
 	for _, err := range errs {
 		probs = append(probs, Problem{File: p.File, Msg: "env_files: " + err.Error()})
 	}
+	seen := map[string]bool{}
+	for _, u := range planTools(p, env) {
+		if seen[u.tool] {
+			continue
+		}
+		seen[u.tool] = true
+		if u.err != nil {
+			probs = append(probs, Problem{File: p.File, Line: u.step.Line, Col: u.step.Col,
+				Msg: fmt.Sprintf("step %q (%s): %v", u.step.ID, u.step.TypeName, u.err)})
+		}
+	}
+	if len(probs) > 0 {
+		probs.sort()
+		return probs
+	}
+	return nil
+}
+
+// toolUse is one program a step runs, resolved as apply resolves it.
+type toolUse struct {
+	step *Step
+	tool string // as the params name it
+	path string // where it was found
+	err  error  // not found
+}
+
+// planTools lists the programs every step and monitor runs, found on the
+// PATH of env (the step's child environment, see LookPath): what validate
+// --strict and preflight check.
+func planTools(p *Plan, env map[string]string) []toolUse {
 	var environ []string
 	if path, ok := env["PATH"]; ok {
 		environ = []string{"PATH=" + path}
 	}
-	seen := map[string]bool{}
+	var out []toolUse
 	for _, s := range append(append([]*Step(nil), p.Steps...), p.Monitor...) {
 		if s.Type == nil {
 			continue
@@ -42,19 +72,12 @@ func CheckStrict(p *Plan, inv Invocation) error {
 			}
 		}
 		for _, tool := range tools {
-			if seen[tool] || strings.Contains(tool, "${{") {
+			if strings.Contains(tool, "${{") {
 				continue
 			}
-			seen[tool] = true
-			if _, err := LookPath(tool, environ); err != nil {
-				probs = append(probs, Problem{File: p.File, Line: s.Line, Col: s.Col,
-					Msg: fmt.Sprintf("step %q (%s): %v", s.ID, s.TypeName, err)})
-			}
+			path, err := LookPath(tool, environ)
+			out = append(out, toolUse{step: s, tool: tool, path: path, err: err})
 		}
 	}
-	if len(probs) > 0 {
-		probs.sort()
-		return probs
-	}
-	return nil
+	return out
 }

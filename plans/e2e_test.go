@@ -317,14 +317,7 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-func buildPlanrun(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "planrun")
-	cmd := exec.Command("go", "build", "-o", bin, "../cmd/planrun")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-	return bin
-}
+func buildPlanrun(t *testing.T) string { return testenv.PlanrunBin(t) }
 
 func randHex(n int) string {
 	b := make([]byte, n)

@@ -8,9 +8,11 @@
 #      (scripts/bench-artifact.sh; BENCH_SIZE=2GiB by default);
 #   3. pg_dump step against the ChitLaq script and the shell pipeline
 #      (scripts/bench-pgdump.sh; needs the test services: make testenv-start);
-#   4. history: runs, show, status and metrics with 100 000 recorded runs,
+#   4. pg_dump step through docker exec against the same step on the host
+#      (scripts/bench-container.sh; needs the test services' containers);
+#   5. history: runs, show, status and metrics with 100 000 recorded runs,
 #      and history prune of 90 000 of them (scripts/bench-history.sh).
-# BENCH_ONLY=engine|artifact|pgdump|history runs one part.
+# BENCH_ONLY=engine|artifact|pgdump|container|history runs one part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
@@ -37,6 +39,10 @@ if [ "$only" = all ] || [ "$only" = artifact ]; then
 fi
 if [ "$only" = all ] || [ "$only" = pgdump ]; then
   [ -x scripts/bench-pgdump.sh ] && scripts/bench-pgdump.sh
+  echo
+fi
+if [ "$only" = all ] || [ "$only" = container ]; then
+  scripts/bench-container.sh
   echo
 fi
 if [ "$only" = all ] || [ "$only" = history ]; then

@@ -17,7 +17,7 @@ type ResticCopyParams struct {
 	restic.Filter    `yaml:",inline"`
 	Snapshots        []string `yaml:"snapshots" doc:"snapshot ids to copy (default: every snapshot matching tags/host; those already copied are skipped)"`
 	DestRepository   string   `yaml:"dest_repository" required:"true" doc:"the repository copied to (passed as RESTIC_REPOSITORY, never argv; the source goes as RESTIC_FROM_REPOSITORY)"`
-	DestPasswordFile string   `yaml:"dest_password_file" doc:"file holding the destination's password (default: the source's password)"`
+	DestPasswordFile string   `yaml:"dest_password_file" secret:"file" doc:"file holding the destination's password (default: the source's password)"`
 	Init             bool     `yaml:"init" default:"true" doc:"create the destination when it does not exist, with the source's chunker parameters so deduplication carries over"`
 }
 

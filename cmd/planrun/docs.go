@@ -76,6 +76,9 @@ func writeParams(w io.Writer, s *engine.Spec, indent string) {
 		if p.Secret {
 			tags = append(tags, "secret")
 		}
+		if p.SecretFile {
+			tags = append(tags, "secret file: must be private (validate --online)")
+		}
 		fmt.Fprintf(w, "%s%s (%s)\n", indent, p.Name, strings.Join(tags, ", "))
 		if p.Doc != "" {
 			fmt.Fprintf(w, "%s    %s\n", indent, p.Doc)

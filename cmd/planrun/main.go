@@ -31,8 +31,8 @@ var verbs = []verb{
 		"Restore a backup run from its manifest (the run store's record, or a manifest file)."},
 	{"drill", []string{"PLAN [--run ID|latest] [--manifest FILE] [--only STEP,...] [--keep] [--dry-run]"},
 		"Restore into scratch targets and compare with the manifest; exit 1 on any difference."},
-	{"validate", []string{"[--strict] [--env-file F]... PLAN..."},
-		"Check plans; --strict also checks the env files and that every step's tools are found on the PATH its process gets."},
+	{"validate", []string{"[--strict] [--online [--json]] [--env-file F]... [--db PATH] PLAN..."},
+		"Check plans; --strict also checks the env files and that every step's tools are found on the PATH its process gets; --online also checks services, credentials, tool versions, secret files and disk room (exit 1 on a failed check)."},
 	{"runs", []string{"[--plan NAME] [--limit N] [--json] [--db PATH]"},
 		"List recorded runs, newest first."},
 	{"show", []string{"RUN|latest [--plan NAME] [--json] [--db PATH]"},
@@ -46,6 +46,12 @@ var verbs = []verb{
 	{"schedule", []string{"install|show PLAN... [--backend systemd|cron] [--root DIR] [--exec BINARY] [--dry-run]",
 		"remove PLAN...|--all [--backend systemd|cron] [--root DIR] [--dry-run]", "list [PLAN...] [--backend systemd|cron] [--root DIR]"},
 		"Install, remove, list or show the systemd timers (or cron.d lines) that start plans when their schedule: says."},
+	{"wal-push", []string{"[--config F] PATH"},
+		"Archive a PostgreSQL WAL file (archive_command = 'planrun wal-push --config F %p'); exit 0 only once it is durably stored, never above 125."},
+	{"wal-fetch", []string{"[--config F] NAME DEST"},
+		"Restore an archived WAL file (restore_command = 'planrun wal-fetch --config F %f %p'); exit 1 when it is not archived, 126 when it is but cannot be restored."},
+	{"wal-verify", []string{"[--config F] [--json]"},
+		"Check that the WAL archive holds an unbroken chain from the oldest base backup to the newest segment; exit 1 naming the first gap."},
 	{"steps", []string{"[TYPE]"}, "Print the step type reference."},
 	{"schema", []string{""}, "Print the plan JSON Schema (draft 2020-12)."},
 	{"version", []string{""}, "Print the version."},
@@ -116,6 +122,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdHistory(rest, stdout, stderr)
 	case "schedule":
 		return cmdSchedule(rest, stdout, stderr)
+	case "wal-push":
+		return cmdWALPush(rest, stdout, stderr)
+	case "wal-fetch":
+		return cmdWALFetch(rest, stdout, stderr)
+	case "wal-verify":
+		return cmdWALVerify(rest, stdout, stderr)
 	case "steps":
 		return cmdSteps(rest, stdout, stderr)
 	case "schema":

@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -115,6 +116,8 @@ func metricsRegistry(ctx context.Context, st *store.Store, plan string) (*promet
 		okArtSize   = gauge("planrun_last_success_artifact_size_bytes", "Total size of the artifacts of the newest successful run.", pk...)
 		stepSeconds = gauge("planrun_step_duration_seconds", "How long each step of the newest finished run took (all attempts; skipped steps left out).", "plan", "kind", "step")
 		stepOK      = gauge("planrun_step_success", "1 if the step's last attempt in the newest finished run succeeded, else 0.", "plan", "kind", "step")
+		usage       = gauge("planrun_disk_usage_bytes", "disk-usage steps of the newest finished run: the space their directory uses (du).", "plan", "kind", "step")
+		usageMax    = gauge("planrun_disk_usage_limit_bytes", "disk-usage steps of the newest finished run: their max_total.", "plan", "kind", "step")
 
 		rto    = gauge("planrun_last_run_rto_seconds", "Restores and drills: the newest finished run's recovery time (restore start to last restore step done).", pk...)
 		rpo    = gauge("planrun_last_run_rpo_seconds", "Restores and drills: the age of the data the newest finished run restored.", pk...)
@@ -154,6 +157,19 @@ func metricsRegistry(ctx context.Context, st *store.Store, plan string) (*promet
 			sl := prometheus.Labels{"plan": s.Plan, "kind": s.Kind, "step": sd.step}
 			stepSeconds.With(sl).Set(sd.took.Seconds())
 			stepOK.With(sl).Set(boolValue(sd.ok))
+		}
+		for _, a := range s.LastAttempts {
+			// A disk-usage over its limit fails, and still measured.
+			if a.StepType != "disk-usage" {
+				continue
+			}
+			sl := prometheus.Labels{"plan": s.Plan, "kind": s.Kind, "step": a.StepID}
+			if n, ok := outputNumber(a.Outputs["total_bytes"]); ok {
+				usage.With(sl).Set(n)
+			}
+			if n, ok := outputNumber(a.Outputs["max_total_bytes"]); ok {
+				usageMax.With(sl).Set(n)
+			}
 		}
 		if rep := r.Report; rep != nil {
 			rto.With(l).Set(rep.RTO.Seconds())
@@ -208,6 +224,21 @@ func stepDurations(atts []engine.AttemptRecord) []stepDuration {
 		out[i].ok = a.Status == engine.StatusSuccess
 	}
 	return out
+}
+
+// outputNumber reads a recorded numeric output (the store keeps numbers
+// as json.Number).
+func outputNumber(v any) (float64, bool) {
+	switch n := v.(type) {
+	case json.Number:
+		f, err := n.Float64()
+		return f, err == nil
+	case int64:
+		return float64(n), true
+	case float64:
+		return n, true
+	}
+	return 0, false
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }

@@ -465,3 +465,17 @@ func TestReadmeAlertRules(t *testing.T) {
 		assert.True(t, listed, "the rules use %s, which the metrics table does not list", m)
 	}
 }
+
+func TestMetricsDiskUsage(t *testing.T) {
+	st := tempStore(t)
+	// A disk-usage step over its limit fails, and its total is still exported.
+	record(t, st, "ffffffff12345678", "chitlaq-full", engine.StatusFailed, base, time.Minute,
+		engine.AttemptRecord{StepID: "backup-size", StepType: "disk-usage", Attempt: 1, Status: engine.StatusFailed,
+			Outputs: map[string]any{"total_bytes": int64(12 << 30), "max_total_bytes": int64(10 << 30), "ok": false}})
+	r := runCLI(t, "metrics", "--db", st.Path())
+	require.Equal(t, engine.ExitOK, r.code, r.stderr)
+	got := samples(t, r.stdout)
+	const l = `{kind="apply",plan="chitlaq-full",step="backup-size"}`
+	assert.Equal(t, float64(12<<30), got["planrun_disk_usage_bytes"+l], r.stdout)
+	assert.Equal(t, float64(10<<30), got["planrun_disk_usage_limit_bytes"+l])
+}

@@ -142,10 +142,29 @@ func (s *Store) queryRuns(ctx context.Context, q string, args ...any) ([]engine.
 	return out, nil
 }
 
+const attemptColumns = `a.run_id, a.step_id, a.step_type, a.attempt, a.status, a.started, a.finished,
+	a.duration_ns, a.error, a.reason, a.outputs_json, a.bytes_in, a.bytes_out, a.artifacts_json, a.records_json`
+
 func (s *Store) attempts(ctx context.Context, runID string) ([]engine.AttemptRecord, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT run_id, step_id, step_type, attempt, status, started, finished,
-		duration_ns, error, reason, outputs_json, bytes_in, bytes_out, artifacts_json, records_json
-		FROM attempts WHERE run_id = ? ORDER BY seq`, runID)
+	return s.queryAttempts(ctx, `SELECT `+attemptColumns+` FROM attempts a WHERE a.run_id = ? ORDER BY a.seq`, runID)
+}
+
+var _ engine.HistoryReader = (*Store)(nil)
+
+// StepHistory returns the successful attempts of a step in the plan's
+// newest n successful backup runs that ran it successfully, newest first:
+// what guards and history.* compare a run with. The runs index
+// (plan, kind, started) walks the plan's runs newest first; each run's
+// attempts are found by the attempts index.
+func (s *Store) StepHistory(ctx context.Context, plan, step string, n int) ([]engine.AttemptRecord, error) {
+	return s.queryAttempts(ctx, `SELECT `+attemptColumns+` FROM runs r JOIN attempts a ON a.run_id = r.id
+		WHERE r.plan = ? AND r.kind = ? AND r.status = ? AND a.step_id = ? AND a.status = ?
+		ORDER BY r.started DESC, a.seq DESC LIMIT ?`,
+		plan, engine.KindApply, engine.StatusSuccess, step, engine.StatusSuccess, n)
+}
+
+func (s *Store) queryAttempts(ctx context.Context, q string, args ...any) ([]engine.AttemptRecord, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("run store: %w", err)
 	}

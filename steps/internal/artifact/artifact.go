@@ -29,7 +29,7 @@ import (
 type EncryptSpec struct {
 	Recipients     []string `yaml:"recipients" doc:"age X25519 recipients (age1...); the backup host needs no decryption key"`
 	RecipientsFile string   `yaml:"recipients_file" doc:"file with age recipients, one per line (# comments allowed)"`
-	PassphraseFile string   `yaml:"passphrase_file" doc:"file whose first line is the passphrase (age scrypt); prefer recipients"`
+	PassphraseFile string   `yaml:"passphrase_file" secret:"file" doc:"file whose first line is the passphrase (age scrypt); prefer recipients"`
 }
 
 // Validate checks that exactly one way to encrypt is given.
@@ -77,8 +77,8 @@ func (o *WriteOptions) Validate() error {
 
 // ReadOptions is embedded (inline) in the params of steps that read artifacts.
 type ReadOptions struct {
-	IdentityFile   string `yaml:"identity_file" doc:"age identity file (AGE-SECRET-KEY-...) to decrypt recipient-encrypted artifacts"`
-	PassphraseFile string `yaml:"passphrase_file" doc:"file whose first line is the passphrase of a passphrase-encrypted artifact"`
+	IdentityFile   string `yaml:"identity_file" secret:"file" doc:"age identity file (AGE-SECRET-KEY-...) to decrypt recipient-encrypted artifacts"`
+	PassphraseFile string `yaml:"passphrase_file" secret:"file" doc:"file whose first line is the passphrase of a passphrase-encrypted artifact"`
 }
 
 // AddReadKeys sets a restore step's ReadOptions params (in with) to the

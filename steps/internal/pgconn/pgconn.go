@@ -106,6 +106,18 @@ func (s *Session) ConnArgs(db string) []string {
 	return args
 }
 
+// ServerArgs returns the connection arguments for a tool that connects to
+// the server rather than to a database (pg_basebackup): host, port and
+// user, and a URI as --dbname (such tools ignore its database). A plain
+// database name is left out: they would read it as a connection string.
+func (s *Session) ServerArgs() []string {
+	args := append([]string(nil), s.args...)
+	if strings.Contains(s.dbname, "://") {
+		args = append(args, "--dbname="+s.dbname)
+	}
+	return args
+}
+
 // resolve builds the password-free arguments and finds the password,
 // registering it as a secret; it has no other side effect (dry-run safe).
 func (c *Conn) resolve(env *engine.Env) (*Session, string, error) {

@@ -22,7 +22,7 @@ import (
 
 // Options are the params every rclone-* step type shares (inline).
 type Options struct {
-	Config  string   `yaml:"config" doc:"rclone config file; default RCLONE_CONFIG or rclone's own (remotes may also be RCLONE_CONFIG_<NAME>_* variables)"`
+	Config  string   `yaml:"config" secret:"file" doc:"rclone config file; default RCLONE_CONFIG or rclone's own (remotes may also be RCLONE_CONFIG_<NAME>_* variables)"`
 	Include []string `yaml:"include" doc:"--include patterns"`
 	Exclude []string `yaml:"exclude" doc:"--exclude patterns"`
 	Flags   []string `yaml:"flags" doc:"extra rclone flags (e.g. --transfers=8); never credentials"`

@@ -25,7 +25,7 @@ import (
 // Repo are the params every restic-* step type shares (inline).
 type Repo struct {
 	Repository   string `yaml:"repository" doc:"repository: a path, s3:https://host/bucket/prefix, rclone:remote:path, ... (passed as RESTIC_REPOSITORY, never argv; a password in a rest: URL is masked); default RESTIC_REPOSITORY from the environment"`
-	PasswordFile string `yaml:"password_file" doc:"file holding the repository password; default RESTIC_PASSWORD_FILE, RESTIC_PASSWORD or RESTIC_PASSWORD_COMMAND from the environment"`
+	PasswordFile string `yaml:"password_file" secret:"file" doc:"file holding the repository password; default RESTIC_PASSWORD_FILE, RESTIC_PASSWORD or RESTIC_PASSWORD_COMMAND from the environment"`
 	CacheDir     string `yaml:"cache_dir" doc:"restic cache directory (RESTIC_CACHE_DIR), e.g. when $HOME is not writable"`
 	Binary       string `yaml:"binary" default:"restic" tool:"true" doc:"restic program (a name in PATH or a path); 0.14 or newer"`
 }
