@@ -23,8 +23,7 @@ type Target struct {
 	// root is /proc/PID/root of the container's first process when Probe
 	// found it on this host and may open it: the tool's output then takes
 	// a FIFO there instead of the engine's slow stdout relay.
-	root     string
-	lastFIFO *fifo // the last Wrap's, for tests
+	root string
 }
 
 // Container is a container addressed by name or ID.
@@ -135,8 +134,7 @@ func (t *Target) Wrap(c proc.Cmd, pass ...string) proc.Cmd {
 	// A signal to the engine client does not reach the tool: sh announces
 	// the tool's pid (exec keeps it) so a cancelled step can stop it.
 	c.Inside = &proc.Inside{Announce: announcePrefix, Signal: signal}
-	t.lastFIFO = t.fifoFor(c)
-	if f := t.lastFIFO; f != nil {
+	if f := t.fifoFor(c); f != nil {
 		args = append(append(args, target, "sh", "-c", announceFIFO, "planrun-exec", f.dir, c.Name), c.Args...)
 		c.Inside.Attach = f.attach(c.Stdout)
 	} else {

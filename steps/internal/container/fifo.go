@@ -51,7 +51,6 @@ func rootOf(pid, id string) string {
 // the same directory seen from the host.
 type fifo struct {
 	dir, host string
-	used      bool // the tool wrote into the FIFO (for tests)
 }
 
 // fifoFor is the FIFO for c's output, or nil when the relay must carry it
@@ -82,7 +81,6 @@ func (f *fifo) attach(out io.Writer) func(pid string, words []string) func(error
 			f.remove()
 			return nil // mkfifo failed in the container: the relay carries it
 		}
-		f.used = true
 		var (
 			mu     sync.Mutex
 			reader *os.File
