@@ -24,7 +24,6 @@ unit:
 
 bench: build
 	./scripts/bench.sh
-	case "$${BENCH_ONLY:-all}" in all|pitr) ./scripts/bench-pitr.sh ;; esac
 
 # Fuzz the plan loader and the env-file parser (no panics on any input).
 FUZZTIME ?= 30s

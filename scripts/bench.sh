@@ -10,9 +10,12 @@
 #      (scripts/bench-pgdump.sh; needs the test services: make testenv-start);
 #   4. pg_dump step through docker exec against the same step on the host
 #      (scripts/bench-container.sh; needs the test services' containers);
-#   5. history: runs, show, status and metrics with 100 000 recorded runs,
+#   5. PostgreSQL PITR: wal-push against pgBackRest archive-push, the
+#      pg_basebackup step against pg_basebackup | zstd | age and pgBackRest
+#      backup, pitr-restore against pgBackRest restore (scripts/bench-pitr.sh);
+#   6. history: runs, show, status and metrics with 100 000 recorded runs,
 #      and history prune of 90 000 of them (scripts/bench-history.sh).
-# BENCH_ONLY=engine|artifact|pgdump|container|history runs one part.
+# BENCH_ONLY=engine|artifact|pgdump|container|pitr|history runs one part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
@@ -43,6 +46,10 @@ if [ "$only" = all ] || [ "$only" = pgdump ]; then
 fi
 if [ "$only" = all ] || [ "$only" = container ]; then
   scripts/bench-container.sh
+  echo
+fi
+if [ "$only" = all ] || [ "$only" = pitr ]; then
+  scripts/bench-pitr.sh
   echo
 fi
 if [ "$only" = all ] || [ "$only" = history ]; then
