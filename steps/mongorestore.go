@@ -269,7 +269,7 @@ func runMongorestore(ctx context.Context, env *engine.Env, p *MongorestoreParams
 	}
 	counter := mongoconn.NewCounter()
 	start := time.Now()
-	_, err = proc.RunFed(ctx, s.Cmd(proc.Cmd{Name: p.Mongorestore, Args: p.args(), Stderr: counter}), src)
+	_, err = proc.RunFed(ctx, s.Cmd(proc.Cmd{Name: p.Mongorestore, Args: p.args(), Stderr: counter, Stdin: src}))
 	targets, _, total, failed := counter.Result()
 	out = engine.Outputs{"documents": total, "failures": failed, "duration_ms": time.Since(start).Milliseconds()}
 	if err != nil {

@@ -240,11 +240,11 @@ func runPgRestore(ctx context.Context, env *engine.Env, p *PgRestoreParams) (_ e
 	start := time.Now()
 	switch {
 	case format == "plain":
-		_, err = proc.RunFed(ctx, s.Cmd(proc.Cmd{Name: p.Psql, Args: p.psqlArgs(s), Env: s.Environ, Secrets: env.Secrets}), br)
+		_, err = proc.RunFed(ctx, s.Cmd(proc.Cmd{Name: p.Psql, Args: p.psqlArgs(s), Env: s.Environ, Secrets: env.Secrets, Stdin: br}))
 	case p.Jobs > 1:
 		err = p.restoreParallel(ctx, env, s, br)
 	default:
-		_, err = proc.RunFed(ctx, s.Cmd(proc.Cmd{Name: p.PgRestore, Args: p.restoreArgs(s, ""), Env: s.Environ, Secrets: env.Secrets}), br)
+		_, err = proc.RunFed(ctx, s.Cmd(proc.Cmd{Name: p.PgRestore, Args: p.restoreArgs(s, ""), Env: s.Environ, Secrets: env.Secrets, Stdin: br}))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("restore of %s into %s failed: %w", p.Input, target, err)
@@ -252,7 +252,7 @@ func runPgRestore(ctx context.Context, env *engine.Env, p *PgRestoreParams) (_ e
 	out := engine.Outputs{"database": target, "format": format, "duration_ms": time.Since(start).Milliseconds()}
 	if len(p.AfterSQL) > 0 {
 		script := strings.Join(p.AfterSQL, ";\n") + ";\n"
-		if _, err := proc.RunFed(ctx, s.Cmd(proc.Cmd{Name: p.Psql, Args: afterSQLArgs(s), Env: s.Environ, Secrets: env.Secrets}), strings.NewReader(script)); err != nil {
+		if _, err := proc.RunFed(ctx, s.Cmd(proc.Cmd{Name: p.Psql, Args: afterSQLArgs(s), Env: s.Environ, Secrets: env.Secrets, Stdin: strings.NewReader(script)})); err != nil {
 			return out, fmt.Errorf("after_sql in %s: %w", target, err)
 		}
 	}

@@ -134,10 +134,15 @@ func (t *Target) Wrap(c proc.Cmd, pass ...string) proc.Cmd {
 	// A signal to the engine client does not reach the tool: sh announces
 	// the tool's pid (exec keeps it) so a cancelled step can stop it.
 	c.Inside = &proc.Inside{Announce: announcePrefix, Signal: signal}
-	if f := t.fifoFor(c); f != nil {
+	switch f := t.fifoFor(c); {
+	case f != nil && c.Stdout != nil:
 		args = append(append(args, target, "sh", "-c", announceFIFO, "planrun-exec", f.dir, c.Name), c.Args...)
 		c.Inside.Attach = f.attach(c.Stdout)
-	} else {
+	case f != nil:
+		args = append(append(args, target, "sh", "-c", announceFIFOIn, "planrun-exec", f.dir, c.Name), c.Args...)
+		c.Inside.Attach = f.feed(c.Stdin, c.Name, signal)
+		c.Stdin = nil // the FIFO carries it, not the engine client
+	default:
 		args = append(append(args, target, "sh", "-c", announce, "planrun-exec", c.Name), c.Args...)
 	}
 	c.Name, c.Args = eng, args

@@ -2,6 +2,7 @@ package container
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -29,6 +30,13 @@ const announceFIFO = `d=$1; shift; if mkdir -m 700 "$d" 2>/dev/null && mkfifo -m
 	`echo "` + announcePrefix + `$$ fifo" >&2; exec "$@" > "$d/out"; fi; ` +
 	`echo "` + announcePrefix + `$$" >&2; exec "$@"`
 
+// announceFIFOIn feeds the tool's stdin from a FIFO. There is no relay to
+// fall back to (the client's stdin is not attached), but Probe made sure
+// a directory can be made in the container's /tmp.
+const announceFIFOIn = `d=$1; shift; if mkdir -m 700 "$d" && mkfifo -m 600 "$d/in"; then ` +
+	`echo "` + announcePrefix + `$$ fifo-in" >&2; exec "$@" < "$d/in"; fi; ` +
+	`echo "planrun-exec: no FIFO for the input in the container's /tmp" >&2; exit 125`
+
 // rootOf is /proc/PID/root when pid is the container id's process on this
 // host and planrun may open it; "" otherwise (a remote engine's pid names
 // some other process here: its cgroup does not name the container).
@@ -41,9 +49,13 @@ func rootOf(pid, id string) string {
 		return ""
 	}
 	root := "/proc/" + pid + "/root"
-	if fi, err := os.Stat(root + "/tmp"); err != nil || !fi.IsDir() {
+	// A directory can be made there (not a read-only /tmp): the tool's
+	// shell makes its FIFO's the same way.
+	probe, err := os.MkdirTemp(root+"/tmp", ".planrun-probe-")
+	if err != nil {
 		return ""
 	}
+	os.Remove(probe)
 	return root
 }
 
@@ -53,10 +65,11 @@ type fifo struct {
 	dir, host string
 }
 
-// fifoFor is the FIFO for c's output, or nil when the relay must carry it
-// (no stdout stream, or the container's root is out of reach).
+// fifoFor is the FIFO for c's output (or else its input), or nil when the
+// relay must carry them (no stream, or the container's root is out of
+// reach).
 func (t *Target) fifoFor(c proc.Cmd) *fifo {
-	if t.root == "" || c.Stdout == nil {
+	if t.root == "" || (c.Stdout == nil && c.Stdin == nil) {
 		return nil
 	}
 	b := make([]byte, 8)
@@ -70,7 +83,72 @@ func (t *Target) fifoFor(c proc.Cmd) *fifo {
 // remove deletes the FIFO and its directory.
 func (f *fifo) remove() {
 	os.Remove(f.host + "/out")
+	os.Remove(f.host + "/in")
 	os.Remove(f.host)
+}
+
+// feed is the proc.Inside.Attach of an input FIFO run: once the tool's
+// shell announces the FIFO, copy in into it. As proc.RunFed does, a
+// failed read of in kills the tool before it can see end of input, so a
+// restore never commits a partial stream as if it were complete.
+func (f *fifo) feed(in io.Reader, name string, signal func(ctx context.Context, pid, sig string) error) func(pid string, words []string) func(error) error {
+	return func(pid string, words []string) func(error) error {
+		if len(words) == 0 || words[0] != "fifo-in" {
+			f.remove()
+			return nil // the script failed and said why
+		}
+		var (
+			mu     sync.Mutex
+			writer *os.File
+		)
+		done := make(chan error, 1)
+		go func() {
+			// Blocks until the tool's shell opens its end.
+			w, err := os.OpenFile(f.host+"/in", os.O_WRONLY, 0)
+			f.remove()
+			if err != nil {
+				done <- err
+				return
+			}
+			mu.Lock()
+			writer = w
+			mu.Unlock()
+			sink := &proc.ErrWriter{W: w}
+			_, err = io.Copy(sink, in)
+			if err != nil && sink.Err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), proc.GracePeriod)
+				_ = signal(ctx, pid, "KILL")
+				cancel()
+				w.Close()
+				done <- proc.ReadError(err, name)
+				return
+			}
+			// Success, or the tool stopped reading (its own error wins).
+			w.Close()
+			done <- nil
+		}()
+		return func(error) error {
+			select {
+			case err := <-done:
+				return err
+			case <-time.After(proc.GracePeriod):
+			}
+			mu.Lock()
+			w := writer
+			mu.Unlock()
+			if w == nil {
+				// The tool died before opening its end: open it here so
+				// that the writer's open returns.
+				if r, err := os.OpenFile(f.host+"/in", os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+					r.Close()
+				}
+			} else {
+				w.Close() // the client is gone: stop feeding
+			}
+			<-done
+			return nil
+		}
+	}
 }
 
 // attach is the proc.Inside.Attach of a FIFO run: once the tool's shell

@@ -3,6 +3,9 @@ package container
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -56,5 +59,63 @@ func TestFIFORealContainer(t *testing.T) {
 		if err != nil || strings.Contains(string(out), ".planrun-") {
 			t.Errorf("direct=%v: container /tmp: %v %s", direct, err, out)
 		}
+	}
+}
+
+// failingReader gives n zero bytes, then an error (a truncated artifact).
+type failingReader struct{ n int }
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		return 0, errors.New("artifact cut short")
+	}
+	k := min(len(p), r.n)
+	clear(p[:k])
+	r.n -= k
+	return k, nil
+}
+
+// A restore's input takes a FIFO too: every byte reaches the tool, and an
+// input that fails mid-stream kills the tool before it sees end of input.
+func TestFIFOInRealContainer(t *testing.T) {
+	docker := testenv.RequireDocker(t)
+	pg := testenv.PGContainer(t)
+	tg := Target{Container: &Container{Name: pg.Name, Engine: "docker", User: "postgres"}}
+	if err := tg.Probe(context.Background(), os.Environ(), nil); err != nil {
+		t.Fatal(err)
+	}
+	run := func(in io.Reader, script string) (string, string, error) {
+		c := tg.Wrap(proc.Cmd{Name: "sh", Args: []string{"-c", script}, Env: os.Environ(), Stdin: in})
+		if c.Stdin != nil {
+			t.Fatal("the engine client still gets the input: no FIFO")
+		}
+		announced := ""
+		attach := c.Inside.Attach
+		c.Inside.Attach = func(pid string, words []string) func(error) error {
+			announced = strings.Join(words, " ")
+			return attach(pid, words)
+		}
+		res, err := proc.RunFed(context.Background(), c)
+		return announced, res.Stdout + res.Stderr, err
+	}
+	const n = 48 << 20
+	announced, out, err := run(strings.NewReader(strings.Repeat("y", n)), "sha256sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sha256.Sum256([]byte(strings.Repeat("y", n)))
+	if announced != "fifo-in" || !strings.Contains(out, hex.EncodeToString(want[:])) {
+		t.Fatalf("announced %q, output %q", announced, out)
+	}
+	_, out, err = run(&failingReader{n: 8 << 20}, "cat > /dev/null && echo saw-end-of-input >&2")
+	if err == nil || !strings.Contains(err.Error(), "reading input: artifact cut short") {
+		t.Fatalf("err %v", err)
+	}
+	if strings.Contains(out, "saw-end-of-input") {
+		t.Fatalf("the tool saw end of input after a failed read: %s", out)
+	}
+	ls, err := exec.Command(docker, "exec", pg.Name, "ls", "-A", "/tmp").CombinedOutput()
+	if err != nil || strings.Contains(string(ls), ".planrun-") {
+		t.Errorf("container /tmp: %v %s", err, ls)
 	}
 }

@@ -7,11 +7,17 @@ import (
 	"os"
 )
 
-// RunFed runs c with in as its stdin through a pipe we own. If reading in
-// fails (truncated or tampered artifact), the child is killed before it can
-// see end-of-input, so a restore tool never commits a partial stream as if
-// it were complete; the read error is returned.
-func RunFed(ctx context.Context, c Cmd, in io.Reader) (Result, error) {
+// RunFed runs c with c.Stdin as its input through a pipe we own. If
+// reading it fails (truncated or tampered artifact), the child is killed
+// before it can see end-of-input, so a restore tool never commits a
+// partial stream as if it were complete; the read error is returned. A
+// c.Stdin moved elsewhere by the wrapping (a container's input FIFO, fed
+// by c.Inside with the same rule) leaves nothing to do here.
+func RunFed(ctx context.Context, c Cmd) (Result, error) {
+	in := c.Stdin
+	if in == nil {
+		return Run(ctx, c)
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return Result{ExitCode: -1}, err
@@ -21,9 +27,10 @@ func RunFed(ctx context.Context, c Cmd, in io.Reader) (Result, error) {
 	c.Stdin = pr
 	readErr := make(chan error, 1)
 	go func() {
-		sink := &errWriter{w: pw}
+		sink := &ErrWriter{W: pw}
 		_, err := io.Copy(sink, in)
-		if err != nil && sink.err == nil {
+		if err != nil && sink.Err == nil {
+			err = ReadError(err, c.Name)
 			// A read-side error: kill the child, keep our write end open
 			// until it is gone so it cannot read a clean EOF.
 			readErr <- err
@@ -39,21 +46,27 @@ func RunFed(ctx context.Context, c Cmd, in io.Reader) (Result, error) {
 	pw.Close() // no-op when already closed; unblocks a pending copy otherwise
 	rerr := <-readErr
 	if rerr != nil && ctx.Err() == nil {
-		return res, fmt.Errorf("reading input: %w (%s was stopped before end of input)", rerr, c.Name)
+		return res, rerr
 	}
 	return res, runErr
 }
 
-// errWriter remembers its own write error, to tell it from a read error.
-type errWriter struct {
-	w   io.Writer
-	err error
+// ReadError is the error of a feed whose input failed.
+func ReadError(err error, name string) error {
+	return fmt.Errorf("reading input: %w (%s was stopped before end of input)", err, name)
 }
 
-func (e *errWriter) Write(p []byte) (int, error) {
-	n, err := e.w.Write(p)
+// ErrWriter remembers its own write error, to tell it from a read error
+// in an io.Copy into it.
+type ErrWriter struct {
+	W   io.Writer
+	Err error
+}
+
+func (e *ErrWriter) Write(p []byte) (int, error) {
+	n, err := e.W.Write(p)
 	if err != nil {
-		e.err = err
+		e.Err = err
 	}
 	return n, err
 }

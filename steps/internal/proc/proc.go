@@ -95,7 +95,8 @@ func CommandLine(secrets *engine.Redactor, name string, args ...string) string {
 	return strings.Join(parts, " ")
 }
 
-// Quote shell-quotes s when needed, for display only.
+// Quote shell-quotes s when needed (POSIX single quotes): for display,
+// and for the shell commands planrun writes (restore_command).
 func Quote(s string) string {
 	if s == "" {
 		return "''"
@@ -184,7 +185,9 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 		signalInside(c.Inside, inside, nil, "KILL")
 	}
 	if inside != nil && inside.wait != nil {
-		if aerr := inside.wait(werr); aerr != nil && werr == nil && ctx.Err() == nil {
+		// The data path's own failure (a write to the artifact, a read of
+		// the input) is the cause, whatever the tool then did.
+		if aerr := inside.wait(werr); aerr != nil && ctx.Err() == nil {
 			return Result{ExitCode: -1, Duration: time.Since(start), Stderr: c.Secrets.Redact(stderr.String())}, fmt.Errorf("%s: %w", c.Name, aerr)
 		}
 	}
