@@ -49,8 +49,11 @@ func rootOf(pid, id string) string {
 		return ""
 	}
 	root := "/proc/" + pid + "/root"
-	// A directory can be made there (not a read-only /tmp): the tool's
-	// shell makes its FIFO's the same way.
+	// The tool's shell, as whatever user it runs, must be able to make its
+	// FIFO's directory there: a world-writable /tmp, not mounted read-only.
+	if fi, err := os.Stat(root + "/tmp"); err != nil || !fi.IsDir() || fi.Mode().Perm()&0o002 == 0 {
+		return ""
+	}
 	probe, err := os.MkdirTemp(root+"/tmp", ".planrun-probe-")
 	if err != nil {
 		return ""
