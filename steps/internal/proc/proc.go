@@ -178,6 +178,9 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 	close(done)
 	// Whatever the leader's fate, leave no member of its group behind.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	if inside != nil {
+		inside.flush()
+	}
 	if inside != nil && inside.pid != "" && (werr != nil || ctx.Err() != nil) {
 		// A client that died (killed, or its stdout closed) leaves the tool
 		// running in the container, holding its snapshot and locks. Wait
@@ -250,8 +253,8 @@ func (a *announced) Write(p []byte) (int, error) {
 	}
 	first := strings.TrimSpace(string(a.line))
 	words := []string(nil)
-	if rest, ok := strings.CutPrefix(first, a.in.Announce); ok {
-		words = strings.Fields(rest)
+	if after, ok := strings.CutPrefix(first, a.in.Announce); ok {
+		words = strings.Fields(after)
 	}
 	if len(words) > 0 && strings.Trim(words[0], "0123456789") == "" {
 		a.pid = words[0]
@@ -268,6 +271,18 @@ func (a *announced) Write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// flush passes on a first line that never ended (the child died in it):
+// it is the child's message, not an announcement.
+func (a *announced) flush() {
+	select {
+	case <-a.known:
+	default:
+		if len(a.line) > 0 {
+			_, _ = a.next.Write(a.line)
+		}
+	}
 }
 
 // signalInside signals the announced process, waiting for the announcement

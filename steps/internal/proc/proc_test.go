@@ -139,4 +139,9 @@ func TestCancelSignalsInside(t *testing.T) {
 	require.ErrorAs(t, err, &xe)
 	assert.Contains(t, xe.Stderr, "relay pid: none")
 	assert.Empty(t, calls)
+
+	// Nor is a last word without a newline lost.
+	_, err = Run(context.Background(), Cmd{Name: "/bin/sh", Args: []string{"-c", "printf 'no such container' >&2; exit 1"}, Inside: in})
+	require.ErrorAs(t, err, &xe)
+	assert.Contains(t, xe.Stderr, "no such container")
 }
