@@ -350,8 +350,10 @@ func diskChecks(p *Plan, h HistoryReader) []PreflightCheck {
 		for _, a := range hist {
 			per := map[string]int64{}
 			for _, rec := range a.Records {
-				if filepath.IsAbs(rec.Path) {
-					per[filepath.Dir(rec.Path)] += rec.Size
+				// A relative path was written relative to the working
+				// directory, as the coming run's will be.
+				if path, err := filepath.Abs(rec.Path); err == nil {
+					per[filepath.Dir(path)] += rec.Size
 				}
 			}
 			for d, n := range per {

@@ -10,6 +10,8 @@ mkdir -p "$PLANRUN_TEXTFILE_DIR"
 # git does not keep file modes: the demo identity must be private like a real one.
 chmod 600 testdata/keys/demo.agekey
 bin/planrun validate plans/demo.yaml
+echo "== preflight: tools, secret files, the plan file, disk room predicted from earlier runs"
+bin/planrun validate --online plans/demo.yaml
 bin/planrun apply plans/demo.yaml
 echo
 echo "== runs recorded in $PLANRUN_STATE_DIR/runs.db"
