@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+	"github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 )
 
 // busyTimeout is how long a writer waits for another process's write lock:
@@ -63,19 +63,42 @@ func open(ctx context.Context, path string, steps []string) (*Store, error) {
 	// with SQLITE_BUSY when a read lock cannot be upgraded.
 	dsn := fmt.Sprintf("%s?_journal_mode=WAL&_busy_timeout=%d&_foreign_keys=on&_synchronous=NORMAL&_txlock=immediate",
 		path, busyTimeout.Milliseconds())
+	// Two processes opening a fresh file at once can get SQLITE_BUSY
+	// without the busy handler being consulted (one of them is switching
+	// the file to WAL mode): retry, within the same time budget.
+	deadline := time.Now().Add(busyTimeout)
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		db, err := openDB(ctx, dsn, steps)
+		if err == nil {
+			return &Store{db: db, path: path}, nil
+		}
+		var se sqlite3.Error
+		if !errors.As(err, &se) || se.Code != sqlite3.ErrBusy || time.Now().Add(wait).After(deadline) {
+			return nil, fmt.Errorf("run store %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("run store %s: %w", path, err)
+		case <-time.After(wait):
+		}
+	}
+}
+
+// openDB connects and migrates.
+func openDB(ctx context.Context, dsn string, steps []string) (*sql.DB, error) {
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("run store %s: %w", path, err)
+		return nil, err
 	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("run store %s: %w", path, err)
+		return nil, err
 	}
 	if err := migrate(ctx, db, steps); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("run store %s: %w", path, err)
+		return nil, err
 	}
-	return &Store{db: db, path: path}, nil
+	return db, nil
 }
 
 // Path is the database file.
