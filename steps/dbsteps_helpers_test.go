@@ -107,3 +107,19 @@ func jsonRound(t testing.TB, v any) any {
 	}
 	return out
 }
+
+// containerCases are the container/compose validation cases every
+// database step shares: base (its own required params) plus a bad target,
+// mapped to the problem it must report.
+func containerCases(base string, more map[string]string) map[string]string {
+	cases := map[string]string{
+		base + "container: {name: c}\ncompose: {project_dir: /p, service: s}": "not both",
+		base + "container: {name: c, engine: lxc}":                            "must be one of",
+		base + "container: {engine: docker}":                                  "name",
+		base + "compose: {service: s}":                                        "project_dir",
+	}
+	for k, v := range more {
+		cases[k] = v
+	}
+	return cases
+}

@@ -21,15 +21,11 @@ import (
 )
 
 func TestMongoContainerValidation(t *testing.T) {
-	for with, want := range map[string]string{
-		"db: a\noutput: /b/x\ncontainer: {name: c}\ncompose: {project_dir: /p, service: s}": "not both",
-		"db: a\noutput: /b/x\ncontainer: {name: c, engine: lxc}":                            "must be one of",
-		"db: a\noutput: /b/x\ncontainer: {engine: docker}":                                  "name",
-		"db: a\noutput: /b/x\ncompose: {service: s}":                                        "project_dir",
+	for with, want := range containerCases("db: a\noutput: /b/x\n", map[string]string{
 		"db: a\noutput: /b/x": "exactly one of uri and uri_env",
 		"uri: mongodb://h/\nuri_env: X\noutput: /b/x\ncontainer: {name: c}": "exactly one of uri and uri_env",
 		"uri: http://h/\noutput: /b/x\ncontainer: {name: c}":                "mongodb://",
-	} {
+	}) {
 		if _, probs := dbTryDecode(Mongodump, with); len(probs) == 0 || !strings.Contains(fmt.Sprint(probs), want) {
 			t.Errorf("%q: problems %v, want %q", with, probs, want)
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -648,28 +647,15 @@ func (b *pgBasebackup) backup(ctx context.Context, facts *bbFacts, startTime tim
 
 // source describes the backup for the manifest, without secrets.
 func (p *PgBasebackupParams) source(env *engine.Env, rec *walarchive.BaseBackup, cfg *walarchive.Config) map[string]string {
-	src := map[string]string{"kind": "postgres-basebackup", "host": p.Host, "user": p.User,
+	src := p.Conn.Source(env)
+	for k, v := range map[string]string{"kind": "postgres-basebackup",
 		"archive_config": cfg.File, "archive_dir": cfg.Dir, "label": rec.Label,
 		"timeline": strconv.FormatUint(uint64(rec.Timeline), 10), "start_lsn": rec.StartLSN, "stop_lsn": rec.StopLSN,
 		"start_time": rec.StartTime.Format(time.RFC3339Nano), "stop_time": rec.StopTime.Format(time.RFC3339Nano),
 		"server_version": strconv.Itoa(rec.ServerVersion), "system_identifier": rec.SystemID,
-		"wal_method": p.WALMethod}
-	if p.Port != 0 {
-		src["port"] = strconv.Itoa(p.Port)
-	}
-	if p.URI != "" {
-		if u, err := url.Parse(p.URI); err == nil {
-			src["host"], src["port"], src["user"] = u.Hostname(), u.Port(), u.User.Username()
-		}
-	}
-	for key, name := range map[string]string{"host": "PGHOST", "port": "PGPORT", "user": "PGUSER"} {
-		if src[key] == "" {
-			src[key] = env.Getenv(name)
-		}
-	}
-	for k, v := range src {
-		if v == "" {
-			delete(src, k)
+		"wal_method": p.WALMethod} {
+		if v != "" {
+			src[k] = v
 		}
 	}
 	return src

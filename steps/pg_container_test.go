@@ -18,12 +18,7 @@ import (
 )
 
 func TestPgContainerValidation(t *testing.T) {
-	for with, want := range map[string]string{
-		"database: a\noutput: /b/x\ncontainer: {name: c}\ncompose: {project_dir: /p, service: s}": "not both",
-		"database: a\noutput: /b/x\ncontainer: {name: c, engine: lxc}":                            "must be one of",
-		"database: a\noutput: /b/x\ncontainer: {engine: docker}":                                  "name",
-		"database: a\noutput: /b/x\ncompose: {service: s}":                                        "project_dir",
-	} {
+	for with, want := range containerCases("database: a\noutput: /b/x\n", nil) {
 		if _, probs := dbTryDecode(PgDump, with); len(probs) == 0 || !strings.Contains(fmt.Sprint(probs), want) {
 			t.Errorf("%q: problems %v, want %q", with, probs, want)
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -268,38 +267,13 @@ func runPgDump(ctx context.Context, env *engine.Env, p *PgDumpParams) (engine.Ou
 // environment defaults for what was not given, the server's own database
 // and role names.
 func (p *PgDumpParams) source(env *engine.Env, snap *pgsnap.Snapshot) map[string]string {
-	src := map[string]string{"kind": "postgres", "server_version": snap.ServerVersion, "format": p.Format,
-		"host": p.Host, "user": p.User, "database": p.Database}
-	if p.Port != 0 {
-		src["port"] = strconv.Itoa(p.Port)
-	}
-	if p.URI != "" {
-		if u, err := url.Parse(p.URI); err == nil {
-			q := u.Query()
-			src["host"], src["port"], src["user"] = u.Hostname(), u.Port(), u.User.Username()
-			src["database"] = strings.TrimPrefix(u.Path, "/")
-			for k, key := range map[string]string{"host": "host", "port": "port", "user": "user", "dbname": "database"} {
-				if v := q.Get(k); v != "" {
-					src[key] = v
-				}
-			}
-		}
-	}
-	// The host's libpq defaults do not reach a tool in a container.
-	for key, name := range map[string]string{"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "database": "PGDATABASE"} {
-		if src[key] == "" && !p.Conn.Target.Enabled() {
-			src[key] = env.Getenv(name)
-		}
-	}
-	p.Conn.Target.Record(src)
+	src := p.Conn.Source(env)
+	src["kind"], src["server_version"], src["format"] = "postgres", snap.ServerVersion, p.Format
 	if snap.Database != "" {
 		src["database"] = snap.Database
 	}
 	if snap.User != "" {
 		src["user"] = snap.User
-	}
-	if p.PasswordEnv != "" {
-		src["password_env"] = p.PasswordEnv
 	}
 	if snap.InRecovery {
 		src["standby"] = "true"

@@ -290,3 +290,39 @@ func ScratchDBName(db, suffix string) string {
 	}
 	return db + suffix
 }
+
+// Source describes the connection for an artifact record's Source, without
+// secrets: host, port, user and database as libpq resolves them (the
+// uri's, else the params', else the PG* defaults the tool inherits, which
+// do not reach a tool in a container), the container, and password_env.
+// Empty values are left out.
+func (c *Conn) Source(env *engine.Env) map[string]string {
+	src := map[string]string{"host": c.Host, "user": c.User, "database": c.Database, "password_env": c.PasswordEnv}
+	if c.Port != 0 {
+		src["port"] = strconv.Itoa(c.Port)
+	}
+	if c.URI != "" {
+		if u, err := url.Parse(c.URI); err == nil {
+			q := u.Query()
+			src["host"], src["port"], src["user"] = u.Hostname(), u.Port(), u.User.Username()
+			src["database"] = strings.TrimPrefix(u.Path, "/")
+			for k, key := range map[string]string{"host": "host", "port": "port", "user": "user", "dbname": "database"} {
+				if v := q.Get(k); v != "" {
+					src[key] = v
+				}
+			}
+		}
+	}
+	for key, name := range map[string]string{"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "database": "PGDATABASE"} {
+		if src[key] == "" && !c.Target.Enabled() {
+			src[key] = env.Getenv(name)
+		}
+	}
+	c.Target.Record(src)
+	for k, v := range src {
+		if v == "" {
+			delete(src, k)
+		}
+	}
+	return src
+}
