@@ -46,9 +46,9 @@ const (
 // expression functions read it.
 type HistoryReader interface {
 	// StepHistory returns the successful attempts of step in the plan's
-	// newest n successful backup runs that ran it successfully, newest
-	// first.
-	StepHistory(ctx context.Context, plan, step string, n int) ([]AttemptRecord, error)
+	// newest n successful backup runs on host that ran it successfully,
+	// newest first (the same plan on another host backs up other data).
+	StepHistory(ctx context.Context, host, plan, step string, n int) ([]AttemptRecord, error)
 }
 
 // guard builds a guard from a decoded `guard:` laid over base (defaults):
@@ -374,7 +374,7 @@ func (r *run) stepHistory(step string, n int) ([]AttemptRecord, error) {
 		return nil, nil
 	}
 	return storeWrite(func(ctx context.Context) ([]AttemptRecord, error) {
-		return h.StepHistory(ctx, r.plan.Name, step, n)
+		return h.StepHistory(ctx, r.host, r.plan.Name, step, n)
 	})
 }
 

@@ -188,7 +188,7 @@ func Preflight(ctx context.Context, p *Plan, scope *Scope, o PreflightOptions) [
 		}
 		env.Cleanup()
 	}
-	checks = append(checks, diskChecks(p, o.History)...)
+	checks = append(checks, diskChecks(p, scope.Host, o.History)...)
 	return checks
 }
 
@@ -324,7 +324,7 @@ func SecretFileCheck(path string, euid int) PreflightCheck {
 // filesystem from the largest of the recent recorded runs of each step
 // (an artifact is written beside its final name, then renamed: it needs
 // its full size free), and compares it with the space available there.
-func diskChecks(p *Plan, h HistoryReader) []PreflightCheck {
+func diskChecks(p *Plan, host string, h HistoryReader) []PreflightCheck {
 	if h == nil {
 		return []PreflightCheck{{Check: "disk", Status: CheckOK, Reason: "not predicted: no run store"}}
 	}
@@ -339,7 +339,7 @@ func diskChecks(p *Plan, h HistoryReader) []PreflightCheck {
 	var checks []PreflightCheck
 	for _, s := range p.Steps {
 		hist, err := storeWrite(func(c context.Context) ([]AttemptRecord, error) {
-			return h.StepHistory(c, p.Name, s.ID, predictWindow)
+			return h.StepHistory(c, host, p.Name, s.ID, predictWindow)
 		})
 		if err != nil {
 			checks = append(checks, PreflightCheck{Check: "disk", Step: s.ID, Status: CheckWarn, Reason: "run history: " + err.Error()})

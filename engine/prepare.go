@@ -20,6 +20,9 @@ type Invocation struct {
 	AllowLoosePerms bool
 	// Vars are --var name=value overrides (literal strings).
 	Vars map[string]string
+	// Host names this machine in run records and locks (PLANRUN_HOST);
+	// "" for os.Hostname().
+	Host string
 }
 
 // Scope is the evaluated context of one run: environment, vars and the
@@ -55,7 +58,10 @@ func prepareLenient(p *Plan, inv Invocation) *Scope {
 
 func prepare(p *Plan, inv Invocation, lenient bool) (*Scope, error) {
 	s := &Scope{RunID: NewRunID(), Secrets: NewRedactor(), Started: time.Now().UTC()}
-	s.Host, _ = os.Hostname()
+	s.Host = inv.Host
+	if s.Host == "" {
+		s.Host, _ = os.Hostname()
+	}
 	if err := PlanFileSafe(p.File, os.Geteuid()); err != nil && !lenient {
 		return nil, err
 	}

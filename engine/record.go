@@ -36,6 +36,9 @@ type RunRecord struct {
 	SourceRun string `json:"source_run,omitempty"`
 	// Report is a restore's or drill's outcome (RTO, RPO, comparisons).
 	Report *RestoreReport `json:"report,omitempty"`
+	// LockWaits are the plan-level resource locks (locks:) the run asked
+	// for, with how long it waited for each.
+	LockWaits []LockWait `json:"lock_waits,omitempty"`
 }
 
 // Run kinds.
@@ -65,6 +68,9 @@ type AttemptRecord struct {
 	Artifacts map[string]string `json:"artifacts,omitempty"`
 	// Records describe them fully (the run's manifest entries).
 	Records []ArtifactRecord `json:"records,omitempty"`
+	// LockWaits are the step's own resource locks (locks:), on the record
+	// of the attempt that asked for them (the first, or the skip record).
+	LockWaits []LockWait `json:"lock_waits,omitempty"`
 }
 
 // Recorder stores runs and attempts. The SQLite implementation lives in
@@ -76,7 +82,8 @@ type Recorder interface {
 }
 
 // Abandoner is implemented by recorders that can close runs whose process
-// died (still recorded as running while the plan's lock is free).
+// died (still recorded as running while the plan's lock is free). Only
+// runs of host are closed: a shared store holds other hosts' live runs.
 type Abandoner interface {
-	AbandonRuns(ctx context.Context, plan, kind string, now time.Time) (int, error)
+	AbandonRuns(ctx context.Context, host, plan, kind string, now time.Time) (int, error)
 }

@@ -57,6 +57,9 @@ type Options struct {
 	// TTY, when set (stderr is a terminal), receives a live progress line
 	// for streaming steps.
 	TTY io.Writer
+	// Locker takes the resource locks of locks: (nil: a FileLocker under
+	// StateDir, which excludes on this host only).
+	Locker ResourceLocker
 
 	// Set by Restore: the run's kind, the backup run it reads, and the
 	// report made from the finished steps before the run is recorded.
@@ -207,7 +210,7 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 		Kind: r.kind(), SourceRun: o.sourceRun,
 	}
 	if a, ok := o.Recorder.(Abandoner); ok && !o.NoLock {
-		n, err := storeWrite(func(ctx context.Context) (int, error) { return a.AbandonRuns(ctx, p.Name, r.kind(), time.Now().UTC()) })
+		n, err := storeWrite(func(ctx context.Context) (int, error) { return a.AbandonRuns(ctx, r.host, p.Name, r.kind(), time.Now().UTC()) })
 		if err != nil {
 			r.log.Error("run store", "err", err)
 		} else if n > 0 {

@@ -46,7 +46,7 @@ func (f *failStart) StartRun(context.Context, engine.RunRecord) error {
 // deadRuns is a recorder that finds two runs whose process died.
 type deadRuns struct{ memRecorder }
 
-func (d *deadRuns) AbandonRuns(context.Context, string, string, time.Time) (int, error) {
+func (d *deadRuns) AbandonRuns(context.Context, string, string, string, time.Time) (int, error) {
 	return 2, nil
 }
 

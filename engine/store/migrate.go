@@ -60,6 +60,27 @@ var migrations = []string{
 	// protected runs) without walking its runs of other kinds: a monthly
 	// drill among 100 000 backups.
 	`CREATE INDEX runs_plan_kind_started ON runs(plan, kind, started);`,
+	// 5: fleets and resource locks. The resource locks each run and
+	// attempt waited for; a host's plans by kind (status --all, --host);
+	// who holds a fleet-wide resource lock (the lock itself is a
+	// PostgreSQL advisory lock; this row only names its holder); runs
+	// recorded locally that still have to reach the central store.
+	`ALTER TABLE runs ADD COLUMN lock_waits_json TEXT NOT NULL DEFAULT '[]';
+	ALTER TABLE attempts ADD COLUMN lock_waits_json TEXT NOT NULL DEFAULT '[]';
+	CREATE INDEX runs_host_plan_kind_started ON runs(host, plan, kind, started);
+	CREATE TABLE resource_locks (
+		resource TEXT PRIMARY KEY,
+		host     TEXT NOT NULL,
+		pid      INTEGER NOT NULL,
+		run_id   TEXT NOT NULL,
+		plan     TEXT NOT NULL,
+		step     TEXT NOT NULL DEFAULT '',
+		since    TEXT NOT NULL
+	);
+	CREATE TABLE sync_pending (
+		run_id TEXT PRIMARY KEY,
+		since  TEXT NOT NULL
+	);`,
 }
 
 // migrate brings db up to len(steps) applied migrations. Each migration

@@ -156,11 +156,11 @@ var _ engine.HistoryReader = (*Store)(nil)
 // what guards and history.* compare a run with. The runs index
 // (plan, kind, started) walks the plan's runs newest first; each run's
 // attempts are found by the attempts index.
-func (s *Store) StepHistory(ctx context.Context, plan, step string, n int) ([]engine.AttemptRecord, error) {
+func (s *Store) StepHistory(ctx context.Context, host, plan, step string, n int) ([]engine.AttemptRecord, error) {
 	return s.queryAttempts(ctx, `SELECT `+attemptColumns+` FROM runs r JOIN attempts a ON a.run_id = r.id
-		WHERE r.plan = ? AND r.kind = ? AND r.status = ? AND a.step_id = ? AND a.status = ?
+		WHERE r.plan = ? AND r.kind = ? AND r.status = ? AND r.host = ? AND a.step_id = ? AND a.status = ?
 		ORDER BY r.started DESC, a.seq DESC LIMIT ?`,
-		plan, engine.KindApply, engine.StatusSuccess, step, engine.StatusSuccess, n)
+		plan, engine.KindApply, engine.StatusSuccess, host, step, engine.StatusSuccess, n)
 }
 
 func (s *Store) queryAttempts(ctx context.Context, q string, args ...any) ([]engine.AttemptRecord, error) {

@@ -157,17 +157,17 @@ func nonNilMap[V any](m map[string]V) map[string]V {
 // AbandonRuns marks the plan's runs still recorded as running as
 // interrupted. The runner calls it once it holds the plan's lock: no run
 // of the plan can be alive then, so those are runs whose process died.
-func (s *Store) AbandonRuns(ctx context.Context, plan, kind string, now time.Time) (int, error) {
+func (s *Store) AbandonRuns(ctx context.Context, host, plan, kind string, now time.Time) (int, error) {
 	// apply runs hold the plan's lock, restores and drills the plan's
 	// restore lock: each kind is only closed by a run of its own kind.
 	kinds := []any{engine.KindApply}
 	if kind == engine.KindRestore || kind == engine.KindDrill {
 		kinds = []any{engine.KindRestore, engine.KindDrill}
 	}
-	args := append([]any{fmtTime(now), engine.StatusInterrupted, engine.ExitFailed, plan, engine.StatusRunning}, kinds...)
+	args := append([]any{fmtTime(now), engine.StatusInterrupted, engine.ExitFailed, host, plan, engine.StatusRunning}, kinds...)
 	res, err := s.db.ExecContext(ctx, `UPDATE runs SET finished = ?, status = ?, exit_code = ?,
 		error = 'planrun process died before the run finished (found at the next run)'
-		WHERE plan = ? AND status = ? AND kind IN (?`+strings.Repeat(", ?", len(kinds)-1)+`)`, args...)
+		WHERE host = ? AND plan = ? AND status = ? AND kind IN (?`+strings.Repeat(", ?", len(kinds)-1)+`)`, args...)
 	if err != nil {
 		return 0, fmt.Errorf("run store: abandon runs of %s: %w", plan, err)
 	}

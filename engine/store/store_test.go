@@ -335,14 +335,15 @@ func TestAbandonRunsClosesOnlyRunningRunsOfThePlan(t *testing.T) {
 	defer st.Close()
 	now := time.Now().UTC()
 	for _, r := range []engine.RunRecord{
-		{ID: "dead-1", Plan: "p", Started: now, Status: engine.StatusRunning},
-		{ID: "done-1", Plan: "p", Started: now, Status: engine.StatusRunning},
-		{ID: "other-1", Plan: "q", Started: now, Status: engine.StatusRunning},
+		{ID: "dead-1", Plan: "p", Host: "h", Started: now, Status: engine.StatusRunning},
+		{ID: "done-1", Plan: "p", Host: "h", Started: now, Status: engine.StatusRunning},
+		{ID: "other-1", Plan: "q", Host: "h", Started: now, Status: engine.StatusRunning},
+		{ID: "elsewhere-1", Plan: "p", Host: "h2", Started: now, Status: engine.StatusRunning},
 	} {
 		require.NoError(t, st.StartRun(ctx, r))
 	}
 	require.NoError(t, st.FinishRun(ctx, engine.RunRecord{ID: "done-1", Finished: now, Status: engine.StatusSuccess}))
-	n, err := st.AbandonRuns(ctx, "p", engine.KindApply, now)
+	n, err := st.AbandonRuns(ctx, "h", "p", engine.KindApply, now)
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
 	r, _, err := st.Run(ctx, "dead-1")
@@ -353,6 +354,8 @@ func TestAbandonRunsClosesOnlyRunningRunsOfThePlan(t *testing.T) {
 	assert.Equal(t, engine.StatusSuccess, r.Status)
 	r, _, _ = st.Run(ctx, "other-1")
 	assert.Equal(t, engine.StatusRunning, r.Status, "other plans are not touched")
+	r, _, _ = st.Run(ctx, "elsewhere-1")
+	assert.Equal(t, engine.StatusRunning, r.Status, "other hosts' runs are not touched")
 }
 
 // LatestManifest skips runs that failed or wrote nothing: a restore of
