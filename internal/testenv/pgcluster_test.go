@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,5 +43,21 @@ func TestPlanrunBin(t *testing.T) {
 	}
 	if PlanrunBin(t) != bin {
 		t.Fatal("built twice")
+	}
+}
+
+func TestPGDatabase(t *testing.T) {
+	u := PGDatabase(t)
+	db, err := sql.Open("pgx", u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("a new database has %d tables", n)
 	}
 }
