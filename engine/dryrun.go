@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -33,6 +34,15 @@ func DryRun(w io.Writer, p *Plan, scope *Scope) error {
 		out("monitor: %s (start at the beginning; success or fail at the end)\n", m.TypeName)
 	}
 	problems := 0
+	if len(p.Locks) > 0 {
+		names, err := r.resolveLocks(p.Locks, "locks")
+		if err != nil {
+			out("locks: error: %v\n", err)
+			problems++
+		} else {
+			out("locks: %s, held for the whole run (%s)\n", strings.Join(names, ", "), lockPolicyText(p.Defaults.OnLock, p.Defaults.LockWait))
+		}
+	}
 	for i, s := range p.Steps {
 		sc := r.exprScope()
 		// Every earlier step is taken to succeed; its outputs are unknown.
@@ -69,6 +79,15 @@ func DryRun(w io.Writer, p *Plan, scope *Scope) error {
 				map[bool]string{true: " — overridden by after_backup_failure", false: ""}[s.AfterBackupFailure])
 		}
 		out("  timeout %s, attempts %d\n", s.Timeout, s.Retry.Attempts)
+		if len(s.Locks) > 0 {
+			names, err := r.resolveLocks(s.Locks, fmt.Sprintf("step %q: locks", s.ID))
+			if err != nil {
+				out("  error: %v\n", err)
+				problems++
+				continue
+			}
+			out("  locks: %s (%s)\n", strings.Join(names, ", "), lockPolicyText(s.OnLock, s.LockWait))
+		}
 		if g := r.guardOf(s, s.Type.KindFor(params)); g != nil {
 			out("  guard: %s\n", g)
 		}
@@ -84,6 +103,17 @@ func DryRun(w io.Writer, p *Plan, scope *Scope) error {
 		return fmt.Errorf("dry run: %d step(s) could not be resolved", problems)
 	}
 	return nil
+}
+
+// lockPolicyText says what a busy resource lock does.
+func lockPolicyText(onLock string, wait time.Duration) string {
+	switch {
+	case onLock != OnLockWait:
+		return "on_lock: " + onLock
+	case wait > 0:
+		return "on_lock: wait, up to " + wait.String()
+	}
+	return "on_lock: wait, up to the plan's timeout, else until a signal"
 }
 
 // printParams lists the resolved params, masking those tagged secret.

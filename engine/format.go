@@ -26,8 +26,9 @@ type planFile struct {
 	Preflight     bool          `yaml:"preflight" doc:"before the first step, run the checks of planrun validate --online (tools and their versions, services and credentials, secret files, disk room predicted from earlier runs); a failed check fails the run before anything is written (only failure()/always() steps run)"`
 	Timeout       Duration      `yaml:"timeout" doc:"bound on the whole run; when it expires the running step is cancelled and failure()/always() steps still run"`
 	Monitor       []monitorFile `yaml:"monitor" doc:"steps the engine drives itself (healthcheck-ping, webhook): start when the run begins, success or fail (with the exit code and the log tail) when it ends; fail also when the run cannot start (invalid plan, unusable env file, run store unavailable), the plan times out, a signal stops it, or an earlier run's process died; log when on_lock: skip skips the run; each call has a 30s timeout and one attempt (the type retries itself)"`
-	OnLock        string        `yaml:"on_lock" enum:"skip|fail|wait" default:"skip" doc:"when another run of the plan holds its lock: skip (log, exit 3, a log signal to the monitors, never fail), fail (exit 3 and a fail signal) or wait for it (up to lock_wait); apply --wait means wait"`
-	LockWait      Duration      `yaml:"lock_wait" doc:"with on_lock: wait (or --wait), how long to wait for the lock before failing with exit 3 and a fail signal (default: the plan's timeout, else until a signal)"`
+	Locks         []string      `yaml:"locks" doc:"resource locks held for the whole run, e.g. [\"restic:${{ vars.restic_repo }}\", \"rclone:r2:bucket/path\", \"postgres:chitlaq\"]: runs of any plan that name the same resource run one at a time (after the plan's own lock; on this host with the file locker, fleet-wide with a PostgreSQL one); names may use ${{ }} over vars and env; defaults.on_lock and defaults.lock_wait say what a busy resource does; restores and drills of the plan take them too"`
+	OnLock        string        `yaml:"on_lock" enum:"skip|fail|wait" default:"skip" doc:"the plan's OWN lock (one run of this plan at a time; not the resource locks of locks:, see defaults.on_lock): when another run of the plan holds it: skip (log, exit 3, a log signal to the monitors, never fail), fail (exit 3 and a fail signal) or wait for it (up to lock_wait); apply --wait means wait"`
+	LockWait      Duration      `yaml:"lock_wait" doc:"the plan's OWN lock: with on_lock: wait (or --wait), how long to wait for it before failing with exit 3 and a fail signal (default: the plan's timeout, else until a signal)"`
 	Steps         []stepFile    `yaml:"steps" required:"true" min:"1" doc:"the steps, run in order"`
 	Restore       *restoreFile  `yaml:"restore" doc:"how planrun restore and planrun drill restore this plan's backups"`
 	Schedule      *scheduleFile `yaml:"schedule" doc:"when planrun schedule install has systemd (a timer) or cron start the plan"`
@@ -35,9 +36,11 @@ type planFile struct {
 }
 
 type defaultsFile struct {
-	Timeout Duration   `yaml:"timeout" default:"2h" doc:"per-attempt timeout of a step"`
-	Retry   *retryFile `yaml:"retry" doc:"retry policy of a step"`
-	Guard   *guardFile `yaml:"guard" doc:"guard of every backup step (kind backup) that does not set its own; a step's guard keys replace these, action: off turns it off"`
+	Timeout  Duration   `yaml:"timeout" default:"2h" doc:"per-attempt timeout of a step"`
+	Retry    *retryFile `yaml:"retry" doc:"retry policy of a step"`
+	Guard    *guardFile `yaml:"guard" doc:"guard of every backup step (kind backup) that does not set its own; a step's guard keys replace these, action: off turns it off"`
+	OnLock   string     `yaml:"on_lock" enum:"wait|skip|fail" default:"wait" doc:"what a busy resource of locks: does (the plan's, and each step's without its own on_lock): wait for it (up to lock_wait), skip (a step is recorded skipped naming the holder; the plan's: the run is recorded skipped, exit 3, a log signal, not a failure) or fail (naming the holder, not retried; the plan's: exit 3)"`
+	LockWait Duration   `yaml:"lock_wait" doc:"with on_lock: wait, how long to wait for a resource lock (default: the plan's timeout, else until a signal); then a step fails, and a run waiting for the plan's locks: fails with exit 3; it also ends waits between runs that take the same resources in different orders"`
 }
 
 // guardFile compares a step's outputs with the recorded history of the
@@ -80,7 +83,10 @@ type stepFile struct {
 	Retry              *retryFile `yaml:"retry" doc:"retry policy; keys not given come from defaults.retry"`
 	Guard              *guardFile `yaml:"guard" doc:"checks the step's size, counts and duration against the medians of its recorded successful runs; keys not given come from defaults.guard"`
 	ContinueOnError    bool       `yaml:"continue_on_error" doc:"a failure of this step is recorded but does not fail the run"`
-	AfterBackupFailure bool       `yaml:"after_backup_failure" doc:"let a destructive step run even after a backup step of the run failed"`
+	AfterBackupFailure bool       `yaml:"after_backup_failure" doc:"let a destructive step run even after a backup step of the run failed (not after a lost resource lock)"`
+	Locks              []string   `yaml:"locks" doc:"resource locks taken (in sorted order) before the first attempt and released after the last; one the plan's locks: hold is not taken again; names may use ${{ }} over vars and env, not step outputs; derived restore and drill steps inherit them; a lock lost during the run (a fleet lock's connection dropped) cancels the step, fails the run and keeps its destructive steps from starting, and it is never re-taken"`
+	OnLock             string     `yaml:"on_lock" enum:"wait|skip|fail" doc:"when a resource of the step's locks: is held by another run: wait, skip or fail (default: defaults.on_lock)"`
+	LockWait           Duration   `yaml:"lock_wait" doc:"with on_lock: wait, how long the step waits for its resource locks before it fails (default: defaults.lock_wait)"`
 	node               `yaml:"-"`
 }
 

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 )
@@ -98,6 +100,8 @@ func (l *loader) build(f *planFile) *Plan {
 	if f.Vars != nil {
 		p.Vars = l.vars(f.Vars)
 	}
+	p.Defaults.OnLock, p.Defaults.LockWait = f.Defaults.OnLock, time.Duration(f.Defaults.LockWait)
+	p.Locks = l.lockNames(f.vals["locks"], "locks", allVarNames(p))
 	ids := map[string]*Step{}
 	for i := range f.Steps {
 		sf := &f.Steps[i]
@@ -108,6 +112,14 @@ func (l *loader) build(f *planFile) *Plan {
 			s.Timeout = time.Duration(sf.Timeout)
 		}
 		s.ContinueOnError, s.AfterBackupFailure = sf.ContinueOnError, sf.AfterBackupFailure
+		s.Locks = l.lockNames(sf.vals["locks"], sf.label(sf.n)+": locks", allVarNames(p))
+		s.OnLock, s.LockWait = p.Defaults.OnLock, p.Defaults.LockWait
+		if sf.OnLock != "" {
+			s.OnLock = sf.OnLock
+		}
+		if sf.LockWait > 0 {
+			s.LockWait = time.Duration(sf.LockWait)
+		}
 		if sf.Guard != nil {
 			s.Guard, s.ownGuard = l.guard(sf.Guard, p.Defaults.Guard, where{prefix: sf.label(sf.n), path: "guard"}), true
 		}
@@ -238,6 +250,58 @@ func (l *loader) retry(r *retryFile, base Retry, at where) Retry {
 		l.errf(r.n, "%s: delay %s is longer than max_delay %s", at, base.Delay, base.MaxDelay)
 	}
 	return base
+}
+
+// lockNames reads a locks: list (its type was checked while decoding):
+// each name non-empty, one line, and its ${{ }} reading only vars and env
+// (a lock is taken before the step it guards runs).
+func (l *loader) lockNames(list *yaml.Node, what string, vars map[string]bool) []*LockName {
+	if list == nil || list.Kind != yaml.SequenceNode {
+		return nil
+	}
+	var out []*LockName
+	for _, e := range list.Content {
+		if e = resolve(e); e.Kind != yaml.ScalarNode {
+			continue // reported while decoding
+		}
+		name := &LockName{Text: e.Value, Line: e.Line, Col: e.Column}
+		if msg := badLockName(e.Value); msg != "" {
+			l.errf(e, "%s: %s", what, msg)
+			continue
+		}
+		if hasExpr(e.Value) {
+			t, err := l.exprs.template(e.Value)
+			if err != nil {
+				l.errf(e, "%s: %v", what, err)
+				continue
+			}
+			for _, code := range t.Codes() {
+				refs, _, err := l.exprs.references(code)
+				if err == nil && slices.ContainsFunc(refs, func(r ref) bool { return r[0] == "steps" }) {
+					l.errf(e, "%s: cannot refer to steps (a lock is taken before the step runs: use vars or env)", what)
+					continue
+				}
+				l.checkExpr(e, code, exprCtx{what: what, vars: vars, inMonitor: true})
+			}
+			name.tpl = t
+		}
+		out = append(out, name)
+	}
+	return out
+}
+
+// badLockName says what is wrong with a resource name (after evaluation),
+// or "".
+func badLockName(name string) string {
+	switch {
+	case strings.TrimSpace(name) == "":
+		return "empty resource name"
+	case strings.TrimSpace(name) != name:
+		return fmt.Sprintf("resource name %q has leading or trailing spaces", name)
+	case strings.ContainsFunc(name, unicode.IsControl):
+		return fmt.Sprintf("resource name %q contains a control character", name)
+	}
+	return ""
 }
 
 // withRetryDefaults fills what no retry key gave from retryFile's declared

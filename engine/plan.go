@@ -31,6 +31,9 @@ type Plan struct {
 	// (default), OnLockFail or OnLockWait (up to LockWait; 0: Timeout).
 	OnLock   string
 	LockWait time.Duration
+	// Locks are the resource locks held for the whole run (locks:), taken
+	// after the plan's own lock under Defaults.OnLock and LockWait.
+	Locks []*LockName
 	// Monitor steps are driven by the engine: start at the beginning,
 	// success or fail at the end, fail also when the run dies early.
 	Monitor []*Step
@@ -59,6 +62,18 @@ type StepDefaults struct {
 	Retry   Retry
 	// Guard applies to the backup steps without a guard of their own (nil: none).
 	Guard *Guard
+	// OnLock and LockWait are the resource lock policy (defaults.on_lock,
+	// defaults.lock_wait) of the plan's locks: and of steps without their own.
+	OnLock   string
+	LockWait time.Duration // 0: the plan's timeout, else until a signal
+}
+
+// LockName is one entry of a locks: list, a template over vars and env
+// evaluated when the run (or step) takes the lock.
+type LockName struct {
+	Text      string
+	Line, Col int
+	tpl       *Template // nil: a literal name
 }
 
 // Retry is the retry policy of a step: exponential backoff with jitter.
@@ -86,7 +101,13 @@ type Step struct {
 	Asserts []*Assertion
 	// Guard compares the step's outputs with its recorded history (nil:
 	// none of its own; a backup step then takes Plan.Defaults.Guard).
-	Guard     *Guard
+	Guard *Guard
+	// Locks are the step's resource locks, taken before its first attempt
+	// under OnLock and LockWait (set from the plan's defaults when the step
+	// gives none).
+	Locks     []*LockName
+	OnLock    string
+	LockWait  time.Duration
 	Line, Col int
 
 	ownGuard bool // guard: given on the step (an action: off one included)

@@ -131,7 +131,32 @@ func BuildRestore(req RestoreRequest, reg *Registry) (*RestorePlan, error) {
 			}
 			add(doc, "vars", vars)
 		}
-		add(doc, "defaults", map[string]any{"timeout": req.Plan.Defaults.Timeout.String()})
+		defaults := map[string]any{"timeout": req.Plan.Defaults.Timeout.String(), "on_lock": req.Plan.Defaults.OnLock}
+		if req.Plan.Defaults.LockWait > 0 {
+			defaults["lock_wait"] = req.Plan.Defaults.LockWait.String()
+		}
+		add(doc, "defaults", defaults)
+		// The plan's resource locks guard its restores and drills too.
+		if len(req.Plan.Locks) > 0 {
+			add(doc, "locks", lockTexts(req.Plan.Locks))
+		}
+	}
+	// A derived step reads what its backup step wrote: it takes the
+	// backup step's resource locks, with its policy.
+	inheritLocks := func(n *yaml.Node, stepID string) {
+		if req.Plan == nil {
+			return
+		}
+		for _, s := range req.Plan.Steps {
+			if s.ID != stepID || len(s.Locks) == 0 {
+				continue
+			}
+			add(n, "locks", lockTexts(s.Locks))
+			add(n, "on_lock", s.OnLock)
+			if s.LockWait > 0 {
+				add(n, "lock_wait", s.LockWait.String())
+			}
+		}
 	}
 	stepsNode := &yaml.Node{Kind: yaml.SequenceNode}
 	ids := map[string]int{}
@@ -194,6 +219,7 @@ func BuildRestore(req RestoreRequest, reg *Registry) (*RestorePlan, error) {
 			if req.Drill {
 				add(check, "when", "always()")
 			}
+			inheritLocks(check, a.StepID)
 			stepsNode.Content = append(stepsNode.Content, check)
 			rp.Steps = append(rp.Steps, RestoreStep{ID: checkID, Artifact: a, Input: input, Check: true})
 		}
@@ -215,6 +241,7 @@ func BuildRestore(req RestoreRequest, reg *Registry) (*RestorePlan, error) {
 		if req.Drill {
 			add(step, "when", "always()") // restore and compare every artifact
 		}
+		inheritLocks(step, a.StepID)
 		stepsNode.Content = append(stepsNode.Content, step)
 		rp.Steps = append(rp.Steps, RestoreStep{ID: id, Artifact: a, Input: input})
 	}
@@ -239,6 +266,16 @@ func BuildRestore(req RestoreRequest, reg *Registry) (*RestorePlan, error) {
 	}
 	rp.Plan = p
 	return rp, nil
+}
+
+// lockTexts are the locks: entries as written (their ${{ }} evaluate in
+// the derived plan, which has the same vars and env files).
+func lockTexts(names []*LockName) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = n.Text
+	}
+	return out
 }
 
 func skippedNote(skipped []string) string {

@@ -112,6 +112,13 @@ type run struct {
 	monitorFailed bool
 	// dry: a dry run, which prepares every step like apply but runs none.
 	dry bool
+	// Resource locks (locks:): the locker, the plan's locks held for the
+	// whole run and what was asked for them, and the first lock lost.
+	locker    ResourceLocker
+	planLocks []*heldLock
+	planWaits []LockWait
+	lockLost  string           // the first lock lost
+	lostLocks map[string]error // every lock lost, by resource: never taken again
 	// sig is what the monitors are being told (run.signal, run.exit_code,
 	// run.error and the final run.status in their templates).
 	sig notice
@@ -210,7 +217,9 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 		Kind: r.kind(), SourceRun: o.sourceRun,
 	}
 	if a, ok := o.Recorder.(Abandoner); ok && !o.NoLock {
-		n, err := storeWrite(func(ctx context.Context) (int, error) { return a.AbandonRuns(ctx, r.host, p.Name, r.kind(), time.Now().UTC()) })
+		n, err := storeWrite(func(ctx context.Context) (int, error) {
+			return a.AbandonRuns(ctx, r.host, p.Name, r.kind(), time.Now().UTC())
+		})
 		if err != nil {
 			r.log.Error("run store", "err", err)
 		} else if n > 0 {
@@ -226,7 +235,6 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 		}
 	}
 	r.log.Info("run started", "file", p.File, "steps", len(p.Steps), "log", r.logFile)
-	r.notify(ctx, notice{signal: "start"}, "")
 
 	r.outer = ctx
 	runCtx := ctx
@@ -235,28 +243,43 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 		runCtx, cancel = context.WithTimeoutCause(ctx, p.Timeout, errPlanTimeout)
 		defer cancel()
 	}
-	if p.Preflight && r.kind() == KindApply {
-		r.preflight(runCtx)
+	r.locker = o.Locker
+	if r.locker == nil {
+		r.locker = NewFileLocker(o.StateDir)
 	}
-	for i, s := range p.Steps {
-		r.runStep(runCtx, i, s)
-	}
-	r.noteCancel(runCtx) // a signal during the last step
-
-	res := Result{RunID: r.id, LogFile: r.logFile}
-	switch {
-	case r.interrupted != nil:
-		res.Status, res.Err = StatusInterrupted, r.interrupted
-		res.ExitCode = ExitInterrupted
-		var sc SignalCause
-		if errors.As(r.interrupted, &sc) {
-			res.ExitCode = sc.ExitCode()
+	// The plan's resource locks come before the start signal: a run that
+	// waits has not started its work, and one that skips never does.
+	var res Result
+	if stop := r.takePlanLocks(runCtx); stop != nil {
+		res = *stop
+	} else {
+		defer r.releasePlanLocks()
+		r.notify(ctx, notice{signal: "start"}, "")
+		if p.Preflight && r.kind() == KindApply {
+			r.preflight(runCtx)
 		}
-	case r.failed:
-		res.Status, res.ExitCode, res.Err = StatusFailed, ExitFailed, r.firstErr
-	default:
-		res.Status, res.ExitCode = StatusSuccess, ExitOK
+		for i, s := range p.Steps {
+			r.runStep(runCtx, i, s)
+		}
+		r.noteCancel(runCtx) // a signal during the last step
+		r.pollLost()
+
+		res = Result{RunID: r.id, LogFile: r.logFile}
+		switch {
+		case r.interrupted != nil:
+			res.Status, res.Err = StatusInterrupted, r.interrupted
+			res.ExitCode = ExitInterrupted
+			var sc SignalCause
+			if errors.As(r.interrupted, &sc) {
+				res.ExitCode = sc.ExitCode()
+			}
+		case r.failed:
+			res.Status, res.ExitCode, res.Err = StatusFailed, ExitFailed, r.firstErr
+		default:
+			res.Status, res.ExitCode = StatusSuccess, ExitOK
+		}
 	}
+	rec.LockWaits = r.planWaits
 	if o.report != nil {
 		rec.Report = o.report(r, &res)
 	}
@@ -275,8 +298,11 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 		rec.Error = scope.Secrets.Redact(res.Err.Error())
 	}
 	final := notice{signal: "fail", code: res.ExitCode, status: res.Status, err: rec.Error}
-	if res.Status == StatusSuccess {
+	switch res.Status {
+	case StatusSuccess:
 		final.signal = "success"
+	case StatusSkipped:
+		final.signal = "log" // a resource was busy: not a failure
 	}
 	r.notify(o.Hard, final, r.tail.String())
 	if o.Recorder != nil {

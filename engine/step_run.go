@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +25,9 @@ func (r *run) decide(s *Step, scope map[string]any) (bool, string, error) {
 	if !s.whenStatus && failed {
 		if r.interrupted != nil {
 			return false, "run interrupted", nil
+		}
+		if r.lockLost != "" {
+			return false, "resource lock " + r.lockLost + " was lost", nil
 		}
 		if r.preflightFail {
 			return false, "preflight failed", nil
@@ -48,6 +52,7 @@ func (r *run) decide(s *Step, scope map[string]any) (bool, string, error) {
 
 func (r *run) runStep(ctx context.Context, i int, s *Step) {
 	r.noteCancel(ctx)
+	r.pollLost()
 	log := r.log.With("step", s.ID)
 	scope := r.exprScope()
 	st := &stepState{outputs: Outputs{}}
@@ -55,11 +60,11 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 	started := time.Now().UTC()
 	defer func() { st.finished = time.Now().UTC() }()
 
-	skip := func(reason string) {
+	skip := func(reason string, waits ...LockWait) {
 		st.status, st.outcome = StatusSkipped, StatusSkipped
 		log.Info("step skipped", "reason", reason)
 		r.record(AttemptRecord{RunID: r.id, StepID: s.ID, StepType: s.TypeName, Status: StatusSkipped,
-			Started: started, Finished: started, Reason: reason})
+			Started: started, Finished: time.Now().UTC(), Reason: reason, LockWaits: waits})
 	}
 	// The kind is refined from the params once decoded; a failure before
 	// that counts as a failed backup if the type can be one.
@@ -113,6 +118,26 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 		return
 	}
 	kind = s.Type.KindFor(params)
+	need, err := r.resolveLocks(s.Locks, fmt.Sprintf("step %q: locks", s.ID))
+	if err == nil {
+		for _, name := range need {
+			if lost := r.lostLocks[name]; lost != nil {
+				err = lost // another run may hold it by now
+				break
+			}
+		}
+	}
+	if err != nil {
+		fail(err)
+		r.record(AttemptRecord{RunID: r.id, StepID: s.ID, StepType: s.TypeName, Attempt: 1, Status: StatusFailed,
+			Started: started, Finished: time.Now().UTC(), Error: r.scope.Secrets.Redact(err.Error())})
+		return
+	}
+	if kind == KindDestructive && r.lockLost != "" {
+		// Not overridable: another run may be using the resource now.
+		skip(fmt.Sprintf("safety interlock: resource lock %s was lost earlier in this run", r.lockLost))
+		return
+	}
 	if kind == KindDestructive && !s.AfterBackupFailure {
 		switch {
 		case r.backupFailed != "":
@@ -125,11 +150,95 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 	}
 	guard := r.guardOf(s, kind)
 
+	// The step's own locks (those the plan does not hold already), held
+	// from before its first attempt to after its last.
+	var take []string
+	for _, name := range need {
+		if r.planHeld(name) == nil {
+			take = append(take, name)
+		}
+	}
+	own, waits, refusal := r.takeLocks(parent, take, s.ID, s.OnLock, s.LockWait, log)
+	if refusal != nil {
+		r.noteCancel(parent)
+		switch refusal.outcome {
+		case LockSkipped:
+			skip(refusal.err.Error(), waits...)
+			return
+		case LockInterrupted:
+			st.status, st.outcome, st.err = StatusInterrupted, StatusInterrupted, r.scope.Secrets.Redact(refusal.err.Error())
+			if kind == KindBackup && r.backupFailed == "" {
+				r.backupFailed = s.ID
+			}
+			log.Error("step interrupted", "err", st.err)
+			r.record(AttemptRecord{RunID: r.id, StepID: s.ID, StepType: s.TypeName, Attempt: 1, Status: StatusInterrupted,
+				Started: started, Finished: time.Now().UTC(), Error: st.err, LockWaits: waits})
+			return
+		}
+		fail(refusal.err) // not retried: the holder is still there
+		r.record(AttemptRecord{RunID: r.id, StepID: s.ID, StepType: s.TypeName, Attempt: 1, Status: StatusFailed,
+			Started: started, Finished: time.Now().UTC(), Error: r.scope.Secrets.Redact(refusal.err.Error()), LockWaits: waits})
+		return
+	}
+	defer func() {
+		for _, h := range own {
+			h.lock.Release()
+		}
+	}()
+	// Every attempt runs under all the locks the run holds: it is checked
+	// before it starts and cancelled if one of them is lost meanwhile.
+	var watched []*heldLock
+	for _, h := range r.planLocks {
+		if h.lost == nil {
+			watched = append(watched, h)
+		}
+	}
+	watched = append(watched, own...)
+	// lost notes a lost lock on the attempt's record: the step's own on
+	// the first attempt's waits, later ones as an entry of their own.
+	lost := func(rec *AttemptRecord, h *heldLock) {
+		if !slices.Contains(own, h) {
+			return // the plan's: on the run record
+		}
+		for i := range rec.LockWaits {
+			if rec.LockWaits[i].Resource == h.name {
+				rec.LockWaits[i].Outcome, rec.LockWaits[i].Error = LockLost, r.scope.Secrets.Redact(h.lost.Error())
+				return
+			}
+		}
+		rec.LockWaits = append(rec.LockWaits, LockWait{Resource: h.name, Scope: r.locker.Scope(), Outcome: LockLost,
+			Error: r.scope.Secrets.Redact(h.lost.Error())})
+	}
+
 	log.Info("step started", "type", s.TypeName)
 	var lastErr error
 	for attempt := 1; attempt <= s.Retry.Attempts; attempt++ {
 		began := time.Now().UTC()
-		outputs, stats, arts, err := r.attempt(parent, s, params, log)
+		var lockWaits []LockWait
+		if attempt == 1 {
+			lockWaits = waits
+		}
+		if err := r.checkLocks(watched); err != nil {
+			lastErr = err
+			rec := AttemptRecord{RunID: r.id, StepID: s.ID, StepType: s.TypeName, Attempt: attempt, Status: StatusFailed,
+				Started: began, Finished: time.Now().UTC(), Error: r.scope.Secrets.Redact(err.Error()), LockWaits: lockWaits}
+			for _, h := range watched {
+				if h.lost != nil {
+					lost(&rec, h)
+				}
+			}
+			r.record(rec)
+			break
+		}
+		actx, unwatch := watchLocks(parent, watched)
+		outputs, stats, arts, err := r.attempt(actx, s, params, log)
+		// Lost while the attempt ran (the watcher may not have cancelled
+		// yet): its work was not done under the lock.
+		lostLock := lostDuring(actx, watched)
+		unwatch()
+		if lostLock.h != nil {
+			err = r.markLost(lostLock.h, r.lostReason(lostLock.h))
+		}
 		st.outputs = outputs
 		assertErr := error(nil)
 		if err == nil {
@@ -139,7 +248,12 @@ func (r *run) runStep(ctx context.Context, i int, s *Step) {
 		finished := time.Now().UTC()
 		rec := AttemptRecord{RunID: r.id, StepID: s.ID, StepType: s.TypeName, Attempt: attempt,
 			Started: began, Finished: finished, Duration: finished.Sub(began),
-			Outputs: r.redactOutputs(outputs), BytesIn: stats.BytesIn.Load(), BytesOut: stats.BytesOut.Load()}
+			Outputs: r.redactOutputs(outputs), BytesIn: stats.BytesIn.Load(), BytesOut: stats.BytesOut.Load(),
+			LockWaits: lockWaits}
+		if lostLock.h != nil {
+			lost(&rec, lostLock.h)
+			assertErr = err // not retried: the lock is not taken again
+		}
 		if err == nil {
 			for _, a := range arts {
 				a.StepID, a.StepType = s.ID, s.TypeName

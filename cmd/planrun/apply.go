@@ -10,7 +10,6 @@ import (
 	"syscall"
 
 	"github.com/planrun/planrun/engine"
-	"github.com/planrun/planrun/engine/store"
 	"github.com/planrun/planrun/steps"
 )
 
@@ -37,7 +36,7 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 		return engine.ExitInvalid
 	}
 
-	inv := engine.Invocation{Environ: os.Environ(), EnvFiles: envFiles, AllowLoosePerms: *loose, Vars: vars}
+	inv := engine.Invocation{Environ: os.Environ(), EnvFiles: envFiles, AllowLoosePerms: *loose, Vars: vars, Host: settings.Host}
 	// A run that cannot start still tells the plan's monitors (a dry run
 	// never signals).
 	refuse := func(p *engine.Plan, code int, err error) int {
@@ -68,18 +67,18 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 	// Without its run store a run does not start (fails loudly, with a fail
 	// signal): an unrecorded backup would be invisible to status, metrics,
 	// retention and restore, and a dead run could not be found later.
-	st, err := store.Open(settings.DB)
+	rs, err := openRunStore(settings, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun: %v\n", err)
 		return refuse(plan, engine.ExitFailed, err)
 	}
-	defer st.Close()
+	defer rs.Close()
 
 	ctx, hard, stop := signalContexts()
 	defer stop()
 
-	res := engine.Apply(ctx, plan, scope, runOptions(st, settings, stderr, *wait, hard))
-	afterRun(st, settings, stderr)
+	res := engine.Apply(ctx, plan, scope, runOptions(rs, settings, stderr, *wait, hard))
+	afterRun(rs, settings, stderr)
 	var locked *engine.ErrLocked
 	if errors.As(res.Err, &locked) {
 		fmt.Fprintf(stderr, "planrun: %v\n", locked)
@@ -114,7 +113,7 @@ func signalContexts() (ctx, hard context.Context, stop func()) {
 }
 
 // runOptions are the engine options of a recorded run from the CLI.
-func runOptions(st *store.Store, settings Settings, stderr io.Writer, wait bool, hard context.Context) engine.Options {
+func runOptions(rs *runStore, settings Settings, stderr io.Writer, wait bool, hard context.Context) engine.Options {
 	trigger := os.Getenv("PLANRUN_TRIGGER")
 	if trigger == "" {
 		trigger = "cli"
@@ -123,8 +122,8 @@ func runOptions(st *store.Store, settings Settings, stderr io.Writer, wait bool,
 		StateDir: settings.StateDir, LogFormat: settings.LogFormat,
 		Stderr: stderr, Trigger: trigger, Wait: wait, Hard: hard,
 	}
-	if st != nil { // a nil *store.Store must not become a non-nil Recorder
-		opts.Recorder = st
+	if rs != nil {
+		opts.Recorder, opts.Locker = rs.recorder, rs.locker
 	}
 	if f, ok := stderr.(*os.File); ok && isTerminal(f) {
 		opts.TTY = f

@@ -22,10 +22,11 @@ func histJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// cmdRuns: planrun runs [--plan NAME] [--limit N] [--json]
+// cmdRuns: planrun runs [--plan NAME] [--host H | --all] [--limit N] [--json]
 func cmdRuns(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("runs", stdout, stderr)
 	plan := fs.String("plan", "", "only runs of this plan")
+	hf := addHostFlags(fs, "runs")
 	limit := fs.Int("limit", 20, "show at most `N` runs, newest first (0: all)")
 	asJSON := fs.Bool("json", false, "print a JSON array of runs")
 	db := dbFlag(fs)
@@ -39,12 +40,12 @@ func cmdRuns(args []string, stdout, stderr io.Writer) int {
 	if *limit < 0 {
 		return fs.usageError("--limit must be 0 (all) or more, got %d", *limit)
 	}
-	st, code := openStore(*db, stderr)
+	st, code := openStore(*db, &hf, stderr)
 	if st == nil {
 		return code
 	}
 	defer st.Close()
-	runs, err := st.Runs(context.Background(), store.RunFilter{Plan: *plan, Limit: *limit})
+	runs, err := st.Runs(context.Background(), store.RunFilter{Host: st.host, Plan: *plan, Limit: *limit})
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun runs: %v\n", err)
 		return engine.ExitFailed
@@ -60,22 +61,35 @@ func cmdRuns(args []string, stdout, stderr io.Writer) int {
 		return engine.ExitOK
 	}
 	if len(runs) == 0 {
+		of := ""
 		if *plan != "" {
-			fmt.Fprintf(stdout, "no runs of plan %q recorded in %s\n", *plan, st.Path())
-		} else {
-			fmt.Fprintf(stdout, "no runs recorded in %s\n", st.Path())
+			of += fmt.Sprintf(" of plan %q", *plan)
 		}
+		if st.host != "" {
+			of += fmt.Sprintf(" on host %s", st.host)
+		}
+		fmt.Fprintf(stdout, "no runs%s recorded in %s\n", of, st.Where())
 		return engine.ExitOK
 	}
+	// A store shared by a fleet says which host ran what.
+	withHost := st.host == "" && st.Backend() == "postgres"
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tPLAN\tSTATUS\tKIND\tSTARTED (UTC)\tDURATION\tEXIT")
+	head := "ID\tPLAN\tSTATUS\tKIND\tSTARTED (UTC)\tDURATION\tEXIT"
+	if withHost {
+		head = "ID\tHOST\tPLAN\tSTATUS\tKIND\tSTARTED (UTC)\tDURATION\tEXIT"
+	}
+	fmt.Fprintln(tw, head)
 	for _, r := range runs {
 		dur, exit := "-", "-"
 		if !r.Finished.IsZero() {
 			dur = histDuration(r.Finished.Sub(r.Started))
 			exit = fmt.Sprint(r.ExitCode)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", histShortID(r.ID), r.Plan, r.Status, r.Kind,
+		id := histShortID(r.ID)
+		if withHost {
+			id += "\t" + r.Host
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, r.Plan, r.Status, r.Kind,
 			r.Started.UTC().Format(time.DateTime), dur, exit)
 	}
 	if err := tw.Flush(); err != nil {
@@ -90,6 +104,7 @@ func cmdShow(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("show", stdout, stderr)
 	asJSON := fs.Bool("json", false, "print {run, attempts} as JSON")
 	plan := fs.String("plan", "", "with RUN = latest: the latest run of this plan")
+	hf := addHostFlags(fs, "runs (with RUN = latest)")
 	db := dbFlag(fs)
 	pos, code, ok := fs.parse(args)
 	if !ok {
@@ -98,14 +113,14 @@ func cmdShow(args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 1 {
 		return fs.usageError("want one run id (a unique prefix, or latest), got %d arguments", len(pos))
 	}
-	st, code := openStore(*db, stderr)
+	st, code := openStore(*db, &hf, stderr)
 	if st == nil {
 		return code
 	}
 	defer st.Close()
 	id := pos[0]
 	if id == "latest" {
-		runs, err := st.Runs(context.Background(), store.RunFilter{Plan: *plan, Limit: 1})
+		runs, err := st.Runs(context.Background(), store.RunFilter{Host: st.host, Plan: *plan, Limit: 1})
 		if err != nil || len(runs) == 0 {
 			fmt.Fprintf(stderr, "planrun show: no runs recorded%s\n", map[bool]string{true: " for plan " + *plan, false: ""}[*plan != ""])
 			return engine.ExitFailed
@@ -190,6 +205,9 @@ func histRunHeader(b *strings.Builder, r engine.RunRecord) {
 		line("Finished", fmt.Sprintf("%s (took %s)", histTime(r.Finished), histDuration(r.Finished.Sub(r.Started))))
 	}
 	line("Error", r.Error)
+	for _, w := range r.LockWaits {
+		line("Lock", histLockWait(w))
+	}
 	line("Log", r.LogFile)
 	if r.Kind != "" && r.Kind != engine.KindApply {
 		line("Kind", r.Kind+" of backup run "+r.SourceRun)
@@ -240,6 +258,9 @@ func histAttempt(b *strings.Builder, a engine.AttemptRecord) {
 	}
 	if a.Error != "" {
 		details = append(details, [2]string{"error", a.Error})
+	}
+	for _, w := range a.LockWaits {
+		details = append(details, [2]string{"lock", histLockWait(w)})
 	}
 	keys := make([]string, 0, len(a.Outputs))
 	for k := range a.Outputs {
@@ -296,24 +317,27 @@ func histIndent(s string, n int) string {
 
 // cmdStatus: planrun status PLAN --max-age 26h [--json]. Exit 0 when the
 // plan's last success finished within max-age, else 1: for cron and
-// monitoring, in place of backup-age alert scripts.
+// monitoring, in place of backup-age alert scripts. Without PLAN it lists
+// every plan of the host (--host) or of every host (--all: the fleet
+// view), judged by the ages given.
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("status", stdout, stderr)
 	maxAgeText := fs.String("max-age", "", "the newest successful backup run must have finished within this `duration` (e.g. 26h, 2d)")
 	drillAgeText := fs.String("drill-max-age", "", "the newest passed drill must have finished within this `duration` (e.g. 35d)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	hf := addHostFlags(fs, "plans")
 	db := dbFlag(fs)
 	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code
 	}
-	if len(pos) != 1 {
-		return fs.usageError("want one plan name, got %d arguments (planrun status PLAN --max-age 26h)", len(pos))
+	if len(pos) > 1 {
+		return fs.usageError("want one plan name at most, got %d arguments (planrun status PLAN --max-age 26h, or planrun status --all)", len(pos))
 	}
-	if *maxAgeText == "" && *drillAgeText == "" {
+	list := len(pos) == 0
+	if !list && *maxAgeText == "" && *drillAgeText == "" {
 		return fs.usageError("--max-age (backups) or --drill-max-age (drills) is required (e.g. --max-age 26h)")
 	}
-	plan := pos[0]
 	ctx := context.Background()
 	var maxAge, drillAge time.Duration
 	for _, d := range []struct {
@@ -332,11 +356,15 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		}
 		*d.to = v
 	}
-	st, code := openStore(*db, stderr)
+	st, code := openStore(*db, &hf, stderr)
 	if st == nil {
 		return code
 	}
 	defer st.Close()
+	if list {
+		return statusList(st, maxAge, drillAge, *asJSON, stdout, stderr)
+	}
+	plan := pos[0]
 	if *maxAgeText == "" {
 		ok, msg, last, err := drillCheck(st, plan, drillAge)
 		if err != nil {
@@ -346,12 +374,12 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		res := statusResult{Plan: plan, OK: ok, Message: msg, DrillMaxAge: drillAge.String(), LastDrill: last, CheckedAt: time.Now().UTC()}
 		return printStatus(res, *asJSON, stdout, stderr)
 	}
-	last, ok, err := st.LastSuccess(ctx, plan)
+	last, ok, err := st.LastSuccessOf(ctx, st.host, plan, engine.KindApply)
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun status: %v\n", err)
 		return engine.ExitFailed
 	}
-	latest, err := st.Runs(ctx, store.RunFilter{Plan: plan, Kind: engine.KindApply, Limit: 1})
+	latest, err := st.Runs(ctx, store.RunFilter{Host: st.host, Plan: plan, Kind: engine.KindApply, Limit: 1})
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun status: %v\n", err)
 		return engine.ExitFailed
@@ -443,8 +471,8 @@ type statusResult struct {
 
 // drillCheck reports whether the plan's newest passed drill is recent
 // enough: the monthly restore test, checked like --max-age checks backups.
-func drillCheck(st *store.Store, plan string, maxAge time.Duration) (ok bool, msg string, last *engine.RunRecord, err error) {
-	r, found, err := st.LastSuccessOf(context.Background(), plan, engine.KindDrill)
+func drillCheck(st *readStore, plan string, maxAge time.Duration) (ok bool, msg string, last *engine.RunRecord, err error) {
+	r, found, err := st.LastSuccessOf(context.Background(), st.host, plan, engine.KindDrill)
 	if err != nil || !found {
 		return false, fmt.Sprintf("DRILL STALE %s: no drill has passed", plan), nil, err
 	}
@@ -459,6 +487,122 @@ func drillCheck(st *store.Store, plan string, maxAge time.Duration) (ok bool, ms
 		msg += ", RTO " + histDuration(r.Report.RTO)
 	}
 	return ok, msg + ")", &r, nil
+}
+
+// histLockWait says what a run or step waited for: "restic:/srv/repo
+// (fleet): acquired after 2m3s, held by plan kaleem-daily (run …)".
+func histLockWait(w engine.LockWait) string {
+	s := fmt.Sprintf("%s (%s): %s", w.Resource, w.Scope, w.Outcome)
+	if w.Waited > 0 {
+		s += " after " + histDuration(w.Waited)
+	}
+	if w.Holder != "" {
+		s += ", held by " + w.Holder
+	}
+	if w.Error != "" {
+		s += ": " + w.Error
+	}
+	return s
+}
+
+// fleetRow is one line of the list view of status: a plan's runs of one
+// kind on one host.
+type fleetRow struct {
+	Host        string            `json:"host"`
+	Plan        string            `json:"plan"`
+	Kind        string            `json:"kind"`
+	Verdict     string            `json:"verdict,omitempty"` // OK or STALE, when an age was given for the kind
+	LastSuccess *engine.RunRecord `json:"last_success"`
+	AgeSeconds  float64           `json:"age_seconds,omitempty"`
+	LastRun     *engine.RunRecord `json:"last_run"`
+	Running     int               `json:"running"`
+}
+
+// statusList prints every plan of the selected hosts with its last
+// success and its age: the fleet view. With --max-age (backups) or
+// --drill-max-age (drills) each row of that kind is judged, and a stale
+// one makes the exit code 1.
+func statusList(st *readStore, maxAge, drillAge time.Duration, asJSON bool, stdout, stderr io.Writer) int {
+	sums, err := st.Summaries(context.Background(), store.SummaryFilter{Host: st.host})
+	if err != nil {
+		fmt.Fprintf(stderr, "planrun status: %v\n", err)
+		return engine.ExitFailed
+	}
+	now := time.Now()
+	rows := make([]fleetRow, 0, len(sums))
+	stale := 0
+	for _, s := range sums {
+		row := fleetRow{Host: s.Host, Plan: s.Plan, Kind: s.Kind, LastSuccess: s.LastSuccess, LastRun: s.Last, Running: s.Running}
+		limit := map[string]time.Duration{engine.KindApply: maxAge, engine.KindDrill: drillAge}[s.Kind]
+		age := time.Duration(-1)
+		if s.LastSuccess != nil {
+			at := s.LastSuccess.Finished
+			if at.IsZero() {
+				at = s.LastSuccess.Started
+			}
+			age = now.Sub(at)
+			row.AgeSeconds = age.Seconds()
+		}
+		if limit > 0 {
+			row.Verdict = "OK"
+			if age < 0 || age > limit {
+				row.Verdict = "STALE"
+				stale++
+			}
+		}
+		rows = append(rows, row)
+	}
+	code := engine.ExitOK
+	if stale > 0 {
+		code = engine.ExitFailed
+	}
+	if asJSON {
+		if err := histJSON(stdout, rows); err != nil {
+			fmt.Fprintf(stderr, "planrun status: %v\n", err)
+			return engine.ExitFailed
+		}
+		return code
+	}
+	if len(rows) == 0 {
+		where := "recorded in " + st.Where()
+		if st.host != "" {
+			where = "of host " + st.host + " " + where
+		}
+		fmt.Fprintf(stdout, "no runs %s\n", where)
+		return code
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tPLAN\tKIND\tVERDICT\tLAST SUCCESS (UTC)\tAGE\tLAST RUN")
+	for _, r := range rows {
+		success, age := "never", "-"
+		if r.LastSuccess != nil {
+			success = histShortID(r.LastSuccess.ID) + " " + histTime(r.LastSuccess.Finished)
+			age = histDuration(time.Duration(r.AgeSeconds * float64(time.Second)))
+		}
+		last := "-"
+		if r.LastRun != nil {
+			last = histShortID(r.LastRun.ID) + " " + r.LastRun.Status
+			if r.LastRun.Error != "" {
+				first, _, _ := strings.Cut(r.LastRun.Error, "\n")
+				last += ": " + first
+			}
+		}
+		if r.Running > 0 {
+			last += fmt.Sprintf(" (%d running)", r.Running)
+		}
+		verdict := r.Verdict
+		if verdict == "" {
+			verdict = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.Plan, r.Kind, verdict, success, age, last)
+	}
+	if err := tw.Flush(); err != nil {
+		return engine.ExitFailed
+	}
+	if stale > 0 {
+		fmt.Fprintf(stdout, "%d of %d stale\n", stale, len(rows))
+	}
+	return code
 }
 
 // histShortID is the id as `runs` lists it; `show` accepts it back.

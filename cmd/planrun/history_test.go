@@ -302,8 +302,8 @@ func TestStatusUsage(t *testing.T) {
 	}{
 		{[]string{"p"}, "--max-age (backups) or --drill-max-age (drills) is required"},
 		{[]string{"p", "--drill-max-age", "soon"}, `--drill-max-age: invalid duration "soon"`},
-		{[]string{"--max-age", "26h"}, "want one plan name"},
-		{[]string{"a", "b", "--max-age", "26h"}, "want one plan name"},
+		{[]string{"a", "b", "--max-age", "26h"}, "want one plan name at most"},
+		{[]string{"--all", "--host", "h1"}, "--host and --all exclude each other"},
 		{[]string{"p", "--max-age", "soon"}, `invalid duration "soon"`},
 		{[]string{"p", "--max-age", "0s"}, "must be positive"},
 	} {

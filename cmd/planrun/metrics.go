@@ -35,20 +35,22 @@ const textfileName = "planrun.prom"
 // not hold up the end of a run.
 const pushTimeout = 5 * time.Second
 
-// cmdMetrics: planrun metrics [--plan NAME] [--db PATH]
+// cmdMetrics: planrun metrics [--plan NAME] [--host H | --all] [--db PATH]
 func cmdMetrics(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("metrics", stdout, stderr)
 	plan := fs.String("plan", "", "only this plan's metrics")
+	hf := addHostFlags(fs, "metrics")
 	db := dbFlag(fs)
 	if code, ok := fs.parseNone(args); !ok {
 		return code
 	}
-	st, code := openStore(*db, stderr)
+	st, code := openStore(*db, &hf, stderr)
 	if st == nil {
 		return code
 	}
 	defer st.Close()
-	text, err := metricsText(context.Background(), st, *plan)
+	sel := metricsSelection{host: st.host, plan: *plan, hostLabel: *hf.all}
+	text, err := metricsText(context.Background(), st.Store, sel)
 	if err == nil {
 		_, err = stdout.Write(text)
 	}
@@ -59,9 +61,18 @@ func cmdMetrics(args []string, stdout, stderr io.Writer) int {
 	return engine.ExitOK
 }
 
+// metricsSelection says whose metrics: a host ("" every host) and a plan
+// ("" every plan). hostLabel adds a host label to every series, for the
+// metrics of a whole fleet from its central store (without it, two hosts'
+// runs of one plan would be one series).
+type metricsSelection struct {
+	host, plan string
+	hostLabel  bool
+}
+
 // metricsText is the store's metrics in the Prometheus text format.
-func metricsText(ctx context.Context, st *store.Store, plan string) ([]byte, error) {
-	reg, err := metricsRegistry(ctx, st, plan)
+func metricsText(ctx context.Context, st *store.Store, sel metricsSelection) ([]byte, error) {
+	reg, err := metricsRegistry(ctx, st, sel)
 	if err != nil {
 		return nil, err
 	}
@@ -86,21 +97,35 @@ var runStatuses = []string{engine.StatusSuccess, engine.StatusFailed, engine.Sta
 // metricsRegistry gathers the metrics of every plan (or one) from the
 // store. Labels: plan, kind (apply, restore, drill) and step: few values
 // each, never a run id.
-func metricsRegistry(ctx context.Context, st *store.Store, plan string) (*prometheus.Registry, error) {
-	sums, err := st.Summaries(ctx, plan)
+func metricsRegistry(ctx context.Context, st *store.Store, sel metricsSelection) (*prometheus.Registry, error) {
+	sums, err := st.Summaries(ctx, store.SummaryFilter{Host: sel.host, Plan: sel.plan})
 	if err != nil {
 		return nil, err
 	}
 	reg := prometheus.NewPedanticRegistry()
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "planrun_build_info", Help: "planrun's version (value always 1)."}, []string{"version", "goversion"})
+	reg.MustRegister(build)
 	gauge := func(name, help string, labels ...string) *prometheus.GaugeVec {
+		if sel.hostLabel {
+			labels = append([]string{"host"}, labels...)
+		}
 		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
 		reg.MustRegister(g)
 		return g
 	}
+	// labels are a summary's series labels, with extra ones.
+	labels := func(s store.Summary, extra prometheus.Labels) prometheus.Labels {
+		l := prometheus.Labels{"plan": s.Plan, "kind": s.Kind}
+		if sel.hostLabel {
+			l["host"] = s.Host
+		}
+		for k, v := range extra {
+			l[k] = v
+		}
+		return l
+	}
 	pk := []string{"plan", "kind"}
 	var (
-		build = gauge("planrun_build_info", "planrun's version (value always 1).", "version", "goversion")
-
 		running  = gauge("planrun_runs_in_progress", "Runs recorded as running (a run whose process died stays so until the plan's next run).", pk...)
 		lastRun  = gauge("planrun_last_run_timestamp_seconds", "When the newest finished run finished.", pk...)
 		success  = gauge("planrun_last_run_success", "1 if the newest finished run succeeded (for a drill: restored and compared equal), else 0.", pk...)
@@ -125,7 +150,7 @@ func metricsRegistry(ctx context.Context, st *store.Store, plan string) (*promet
 	)
 	build.WithLabelValues(version, runtime.Version()).Set(1)
 	for _, s := range sums {
-		l := prometheus.Labels{"plan": s.Plan, "kind": s.Kind}
+		l := labels(s, nil)
 		running.With(l).Set(float64(s.Running))
 		if s.Last == nil {
 			continue
@@ -134,7 +159,7 @@ func metricsRegistry(ctx context.Context, st *store.Store, plan string) (*promet
 		lastRun.With(l).Set(unixSeconds(r.Finished))
 		success.With(l).Set(boolValue(r.Status == engine.StatusSuccess))
 		for _, v := range runStatuses {
-			status.WithLabelValues(s.Plan, s.Kind, v).Set(boolValue(r.Status == v))
+			status.With(labels(s, prometheus.Labels{"status": v})).Set(boolValue(r.Status == v))
 		}
 		exitCode.With(l).Set(float64(r.ExitCode))
 		duration.With(l).Set(r.Finished.Sub(r.Started).Seconds())
@@ -154,7 +179,7 @@ func metricsRegistry(ctx context.Context, st *store.Store, plan string) (*promet
 			okArtSize.With(l).Set(float64(size))
 		}
 		for _, sd := range stepDurations(s.LastAttempts) {
-			sl := prometheus.Labels{"plan": s.Plan, "kind": s.Kind, "step": sd.step}
+			sl := labels(s, prometheus.Labels{"step": sd.step})
 			stepSeconds.With(sl).Set(sd.took.Seconds())
 			stepOK.With(sl).Set(boolValue(sd.ok))
 		}
@@ -163,7 +188,7 @@ func metricsRegistry(ctx context.Context, st *store.Store, plan string) (*promet
 			if a.StepType != "disk-usage" {
 				continue
 			}
-			sl := prometheus.Labels{"plan": s.Plan, "kind": s.Kind, "step": a.StepID}
+			sl := labels(s, prometheus.Labels{"step": a.StepID})
 			if n, ok := outputNumber(a.Outputs["total_bytes"]); ok {
 				usage.With(sl).Set(n)
 			}
@@ -278,7 +303,7 @@ func writeTextfile(st *store.Store, dir string) error {
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
 		return fmt.Errorf("lock %s: %w", lock.Name(), err)
 	}
-	text, err := metricsText(context.Background(), st, "")
+	text, err := metricsText(context.Background(), st, metricsSelection{})
 	if err != nil {
 		return err
 	}
@@ -303,7 +328,7 @@ func pushMetrics(ctx context.Context, st *store.Store, gateway string, timeout t
 	}
 	user := u.User
 	u.User = nil
-	reg, err := metricsRegistry(ctx, st, "")
+	reg, err := metricsRegistry(ctx, st, metricsSelection{})
 	if err != nil {
 		return err
 	}

@@ -211,7 +211,7 @@ func TestPushgatewayPush(t *testing.T) {
 	assert.Equal(t, "planrun", reqs[0].user)
 	assert.Equal(t, "s3cret", reqs[0].password)
 	assert.Contains(t, reqs[0].contentType, "text/plain")
-	want, err := metricsText(context.Background(), st, "")
+	want, err := metricsText(context.Background(), st, metricsSelection{})
 	require.NoError(t, err)
 	assert.Equal(t, string(want), reqs[0].body, "the push carries what planrun metrics prints")
 	assert.Contains(t, reqs[0].body, `planrun_last_run_success{kind="apply",plan="kaleem-daily"} 1`)

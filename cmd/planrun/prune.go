@@ -20,34 +20,77 @@ import (
 	"github.com/planrun/planrun/engine/store"
 )
 
-// cmdHistory: planrun history prune --keep-days N --keep-runs N [--plan P] [--dry-run]
+// cmdHistory: planrun history prune --keep-days N --keep-runs N [--plan P] [--host H | --all] [--dry-run]
+// and planrun history sync.
 func cmdHistory(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("history", stdout, stderr)
-	days := fs.Int("keep-days", -1, "keep runs started less than `N` days ago")
-	keepRuns := fs.Int("keep-runs", -1, "keep each plan's newest `N` runs")
+	days := fs.Int("keep-days", -1, "prune: keep runs started less than `N` days ago")
+	keepRuns := fs.Int("keep-runs", -1, "prune: keep each plan's newest `N` runs")
 	plan := fs.String("plan", "", "prune only this plan's runs")
-	dryRun := fs.Bool("dry-run", false, "print what would be deleted; delete nothing")
+	dryRun := fs.Bool("dry-run", false, "prune: print what would be deleted; delete nothing")
+	hf := addHostFlags(fs, "runs pruned")
 	db := dbFlag(fs)
 	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code
 	}
+	if len(pos) == 1 && pos[0] == "sync" {
+		return historySync(*db, stdout, stderr)
+	}
 	if len(pos) != 1 || pos[0] != "prune" {
-		return fs.usageError("want the subcommand prune, got %q", pos)
+		return fs.usageError("want the subcommand prune or sync, got %q", pos)
 	}
 	if *days < 0 && *keepRuns < 0 {
 		return fs.usageError("give --keep-days N, --keep-runs N or both (a run is kept when either keeps it)")
 	}
-	st, code := openStore(*db, stderr)
+	st, code := openStore(*db, &hf, stderr)
 	if st == nil {
 		return code
 	}
 	defer st.Close()
-	rules := store.PruneRules{KeepDays: *days, KeepRuns: *keepRuns, Plan: *plan, DryRun: *dryRun}
-	res, logs, err := pruneHistory(context.Background(), st, rules)
+	rules := store.PruneRules{KeepDays: *days, KeepRuns: *keepRuns, Plan: *plan, Host: st.host, DryRun: *dryRun}
+	res, logs, err := pruneHistory(context.Background(), st.Store, rules)
 	printPrune(stdout, res, logs, *dryRun)
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun history prune: %v\n", err)
+		return engine.ExitFailed
+	}
+	return engine.ExitOK
+}
+
+// historySync copies the runs recorded on this host while the central
+// store was unreachable (each run's whole record, idempotently): what
+// every run does first, for an operator who does not want to wait.
+func historySync(db string, stdout, stderr io.Writer) int {
+	settings, err := runSettings(db, "")
+	if err != nil {
+		fmt.Fprintf(stderr, "planrun: %v\n", err)
+		return engine.ExitInvalid
+	}
+	if !settings.Central() {
+		fmt.Fprintf(stderr, "planrun history sync: the run store %s is not a central one (PLANRUN_DB=postgres://…): nothing to copy\n", settings.DB)
+		return engine.ExitInvalid
+	}
+	local, err := store.Open(settings.LocalDB())
+	if err != nil {
+		fmt.Fprintf(stderr, "planrun: %v\n", err)
+		return engine.ExitFailed
+	}
+	defer local.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), centralOpenTimeout)
+	defer cancel()
+	central, err := store.OpenContext(ctx, settings.DB)
+	if err != nil {
+		left, _ := store.Pending(context.Background(), local)
+		fmt.Fprintf(stderr, "planrun history sync: %v (%d run(s) wait in %s)\n", err, len(left), local.Where())
+		return engine.ExitFailed
+	}
+	defer central.Close()
+	n, err := store.SyncPending(context.Background(), local, central)
+	left, lerr := store.Pending(context.Background(), local)
+	fmt.Fprintf(stdout, "copied %d run(s) from %s to %s; %d still to copy (running, or failed)\n", n, local.Where(), central.Where(), len(left))
+	if err = errors.Join(err, lerr); err != nil {
+		fmt.Fprintf(stderr, "planrun history sync: %v\n", err)
 		return engine.ExitFailed
 	}
 	return engine.ExitOK
@@ -141,12 +184,29 @@ func printPrune(w io.Writer, res store.PruneResult, logs int, dryRun bool) {
 // afterRun is what every recorded run (apply, restore, drill) ends with:
 // the history pruned by the settings' rules, then the metrics textfile
 // and push refreshed from the store. Neither changes the run's outcome.
-func afterRun(st *store.Store, settings Settings, stderr io.Writer) {
+//
+// With a central store, the prune takes only this host's runs there (the
+// other hosts prune their own), and the host's local record too; the
+// metrics come from the local record, which holds this host's runs.
+func afterRun(rs *runStore, settings Settings, stderr io.Writer) {
+	own := rs.history
+	if rs.local != nil {
+		own = rs.local
+	}
 	if settings.HistoryKeepDays > 0 {
 		rules := store.PruneRules{KeepDays: settings.HistoryKeepDays, KeepRuns: settings.HistoryKeepRuns}
-		if _, _, err := pruneHistory(context.Background(), st, rules); err != nil {
-			fmt.Fprintf(stderr, "planrun: warning: history prune: %v\n", err)
+		stores := []*store.Store{rs.history}
+		if rs.local != nil {
+			rules.Host = settings.Host
+			if rs.history != rs.local {
+				stores = append(stores, rs.local)
+			}
+		}
+		for _, st := range stores {
+			if _, _, err := pruneHistory(context.Background(), st, rules); err != nil {
+				fmt.Fprintf(stderr, "planrun: warning: history prune of %s: %v\n", st.Where(), err)
+			}
 		}
 	}
-	exportMetrics(st, settings, stderr)
+	exportMetrics(own, settings, stderr)
 }

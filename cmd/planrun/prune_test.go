@@ -29,7 +29,8 @@ func oldRuns(t *testing.T, db, state, plan string, n, days int) (ids, logs []str
 		log := filepath.Join(state, "logs", plan, started.Format("20060102T150405Z")+"-"+id[:8]+".log")
 		require.NoError(t, os.MkdirAll(filepath.Dir(log), 0o700))
 		require.NoError(t, os.WriteFile(log, []byte("run started\n"), 0o600))
-		r := engine.RunRecord{ID: id, Plan: plan, Started: started, Status: engine.StatusRunning, LogFile: log}
+		host, _ := os.Hostname() // runs of this host, as apply records them
+		r := engine.RunRecord{ID: id, Plan: plan, Host: host, Started: started, Status: engine.StatusRunning, LogFile: log}
 		require.NoError(t, st.StartRun(ctx, r))
 		r.Status, r.Finished = engine.StatusSuccess, started.Add(time.Minute)
 		require.NoError(t, st.FinishRun(ctx, r))
@@ -63,7 +64,8 @@ func TestHistoryPrune(t *testing.T) {
 		st, err := store.Open(db)
 		require.NoError(t, err)
 		defer st.Close()
-		r := engine.RunRecord{ID: "ffffffff-odd", Plan: "kaleem-daily", Started: time.Now().Add(-90 * 24 * time.Hour),
+		host, _ := os.Hostname()
+		r := engine.RunRecord{ID: "ffffffff-odd", Plan: "kaleem-daily", Host: host, Started: time.Now().Add(-90 * 24 * time.Hour),
 			Status: engine.StatusRunning, LogFile: victim}
 		require.NoError(t, st.StartRun(context.Background(), r))
 		r.Status, r.Finished = engine.StatusFailed, r.Started.Add(time.Minute)

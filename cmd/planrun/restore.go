@@ -42,6 +42,7 @@ func cmdRestore(args []string, stdin io.Reader, stdout, stderr io.Writer, drill 
 	passphrase := fs.String("passphrase-file", "", "passphrase file to decrypt passphrase-encrypted artifacts")
 	loose := fs.Bool("allow-loose-env-perms", false, "warn instead of refusing env files readable by group/others")
 	wait := fs.Bool("wait", false, "wait for another restore or drill of the plan to finish instead of exiting 3")
+	fromHost := fs.String("host", "", "with --run latest: the newest backup made on this `host` (default: this host's; on a new machine, the only host's that has backups of the plan)")
 	settingsOf := settingsFlags(fs)
 	pos, code, ok := fs.parse(args)
 	if !ok {
@@ -58,19 +59,24 @@ func cmdRestore(args []string, stdin io.Reader, stdout, stderr io.Writer, drill 
 		fmt.Fprintf(stderr, "planrun: %v\n", err)
 		return engine.ExitInvalid
 	}
-	st, err := store.Open(settings.DB)
+	rs, err := openRunStore(settings, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun: %v\n", err)
 		return engine.ExitFailed
 	}
-	defer st.Close()
+	defer rs.Close()
+	st := rs.history
 
 	reg := steps.All()
 	arg := ""
 	if len(pos) == 1 {
 		arg = pos[0]
 	}
-	plan, m, code := restoreSource(st, reg, arg, *manifest, *runID, stderr)
+	hosts := backupHosts{host: *fromHost}
+	if settings.Central() {
+		hosts.prefer = settings.Host
+	}
+	plan, m, code := restoreSource(st, reg, arg, *manifest, *runID, hosts, stderr)
 	if code != engine.ExitOK {
 		return code
 	}
@@ -84,12 +90,12 @@ func cmdRestore(args []string, stdin io.Reader, stdout, stderr io.Writer, drill 
 		fmt.Fprintf(stderr, "planrun %s: %v\n", verb, err)
 		return engine.ExitInvalid
 	}
-	inv := engine.Invocation{Environ: os.Environ(), EnvFiles: envFiles, AllowLoosePerms: *loose}
+	inv := engine.Invocation{Environ: os.Environ(), EnvFiles: envFiles, AllowLoosePerms: *loose, Host: settings.Host}
 	scope, err := engine.Prepare(rp.Plan, inv)
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun: %v\n", err)
 		if !*dryRun { // a scheduled drill's monitors hear of it (as apply's do)
-			engine.Refuse(rp.Plan, inv, runOptions(st, settings, stderr, false, nil), engine.ExitInvalid, err)
+			engine.Refuse(rp.Plan, inv, runOptions(rs, settings, stderr, false, nil), engine.ExitInvalid, err)
 		}
 		return engine.ExitInvalid
 	}
@@ -110,8 +116,8 @@ func cmdRestore(args []string, stdin io.Reader, stdout, stderr io.Writer, drill 
 
 	ctx, hard, stop := signalContexts()
 	defer stop()
-	res := engine.Restore(ctx, rp, scope, runOptions(st, settings, stderr, *wait, hard))
-	afterRun(st, settings, stderr)
+	res := engine.Restore(ctx, rp, scope, runOptions(rs, settings, stderr, *wait, hard))
+	afterRun(rs, settings, stderr)
 	var locked *engine.ErrLocked
 	if errors.As(res.Err, &locked) {
 		fmt.Fprintf(stderr, "planrun: %v\n", locked)
@@ -123,7 +129,7 @@ func cmdRestore(args []string, stdin io.Reader, stdout, stderr io.Writer, drill 
 
 // restoreSource finds the plan (if any) and the manifest to restore from:
 // a manifest file, or the run store's record of the plan's run.
-func restoreSource(st *store.Store, reg *engine.Registry, arg, manifestFile, runID string, stderr io.Writer) (*engine.Plan, *engine.Manifest, int) {
+func restoreSource(st *store.Store, reg *engine.Registry, arg, manifestFile, runID string, hosts backupHosts, stderr io.Writer) (*engine.Plan, *engine.Manifest, int) {
 	ctx := context.Background()
 	var plan *engine.Plan
 	name := arg
@@ -143,7 +149,7 @@ func restoreSource(st *store.Store, reg *engine.Registry, arg, manifestFile, run
 	case manifestFile != "":
 		m, err = engine.ReadManifest(manifestFile)
 	case runID == "latest":
-		m, err = st.LatestManifest(ctx, name)
+		m, err = latestManifest(ctx, st, name, hosts)
 	default:
 		m, err = st.Manifest(ctx, runID)
 		if err == nil && m.Plan != name {
@@ -171,6 +177,40 @@ func restoreSource(st *store.Store, reg *engine.Registry, arg, manifestFile, run
 		return nil, nil, engine.ExitInvalid
 	}
 	return plan, m, engine.ExitOK
+}
+
+// backupHosts say whose backups "latest" means: host (--host) if given,
+// else this host's (prefer) and, when it has none, the only host that has
+// any (a DR rebuild on a new machine). Several hosts with backups of the
+// plan and none of this one's is an error asking for --host.
+type backupHosts struct{ host, prefer string }
+
+func latestManifest(ctx context.Context, st *store.Store, plan string, h backupHosts) (*engine.Manifest, error) {
+	if h.host != "" || h.prefer == "" {
+		return st.LatestManifest(ctx, h.host, plan)
+	}
+	m, err := st.LatestManifest(ctx, h.prefer, plan)
+	if !errors.Is(err, store.ErrNotFound) {
+		return m, err
+	}
+	sums, serr := st.Summaries(ctx, store.SummaryFilter{Plan: plan})
+	if serr != nil {
+		return nil, serr
+	}
+	var others []string
+	for _, s := range sums {
+		if s.Kind == engine.KindApply && s.LastSuccess != nil {
+			others = append(others, s.Host)
+		}
+	}
+	switch len(others) {
+	case 0:
+		return nil, err
+	case 1:
+		return st.LatestManifest(ctx, others[0], plan)
+	}
+	return nil, fmt.Errorf("plan %q has no backups made on this host (%s) but backups from %d hosts (%s): choose one with --host",
+		plan, h.prefer, len(others), strings.Join(others, ", "))
 }
 
 // describeRestore prints what the restore reads and where it goes.

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,8 +17,19 @@ import (
 // Settings are planrun's own settings, read from the environment; the
 // engine gets what it needs of them through engine.Options.
 type Settings struct {
-	// DB is the SQLite run store. Default: $STATE_DIR/runs.db.
+	// DB is the run store: a SQLite file (default $STATE_DIR/runs.db) or
+	// a postgres:// URL of a central store shared by a fleet, whose
+	// password comes from PGPASSWORD or PGPASSFILE. With a central store
+	// every run is also recorded in $STATE_DIR/runs.db first, and copied
+	// over when the central store answers.
 	DB string `env:"PLANRUN_DB"`
+	// Host names this machine in run records, the fleet view and lock
+	// holders. Default: the hostname.
+	Host string `env:"PLANRUN_HOST"`
+	// LockFallback says what a resource lock does when the central store
+	// cannot be reached: fail (the steps that need it fail) or local (a
+	// lock on this host only).
+	LockFallback string `env:"PLANRUN_LOCK_FALLBACK, default=fail"`
 	// StateDir holds the run store, locks and per-run logs.
 	// Default: /var/lib/planrun for root, else $XDG_STATE_HOME/planrun
 	// (~/.local/state/planrun).
@@ -49,10 +62,23 @@ func loadSettings(ctx context.Context, lookup envconfig.Lookuper) (Settings, err
 		s.StateDir = defaultStateDir(lookup)
 	}
 	if s.DB == "" {
-		s.DB = filepath.Join(s.StateDir, "runs.db")
+		s.DB = s.LocalDB()
+	}
+	if s.Host == "" {
+		s.Host, _ = os.Hostname()
+	}
+	if s.LockFallback != "fail" && s.LockFallback != "local" {
+		return s, fmt.Errorf("PLANRUN_LOCK_FALLBACK must be fail or local, got %q", s.LockFallback)
 	}
 	return s, nil
 }
+
+// LocalDB is the host's own SQLite store under the state dir: the run
+// store itself, or the local record kept beside a central store.
+func (s Settings) LocalDB() string { return filepath.Join(s.StateDir, "runs.db") }
+
+// Central reports whether the run store is a central (PostgreSQL) one.
+func (s Settings) Central() bool { return isCentralURL(s.DB) }
 
 // settingError names the variable an operator set, not the Go field
 // go-envconfig reports ("HistoryKeepDays: strconv.ParseInt: ...").
@@ -94,6 +120,9 @@ func runSettings(db, logFormat string) (Settings, error) {
 		return settings, fmt.Errorf("settings: %w", err)
 	}
 	if db != "" {
+		if err := dbFlagSafe(db); err != nil {
+			return settings, err
+		}
 		settings.DB = db
 	}
 	if logFormat != "" {
@@ -103,4 +132,23 @@ func runSettings(db, logFormat string) (Settings, error) {
 		return settings, fmt.Errorf("log format must be text or json, got %q", settings.LogFormat)
 	}
 	return settings, nil
+}
+
+// dbFlagSafe refuses a --db URL with a password in it: every user of the
+// host can read a process's argv.
+func dbFlagSafe(db string) error {
+	if isCentralURL(db) {
+		if u, err := url.Parse(db); err == nil {
+			if _, has := u.User.Password(); has || u.Query().Has("password") {
+				return errors.New("--db: a password in the URL would be visible in the process list; give it in PGPASSWORD or a PGPASSFILE (or the URL in PLANRUN_DB)")
+			}
+		}
+	}
+	return nil
+}
+
+// isCentralURL reports whether a PLANRUN_DB value names a PostgreSQL
+// store (a URL) rather than a SQLite file.
+func isCentralURL(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
 }

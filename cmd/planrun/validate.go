@@ -76,10 +76,12 @@ type preflightReport struct {
 // preflight runs the online checks of each plan: exit 1 if one fails.
 func preflight(plans []*engine.Plan, inv engine.Invocation, db string, asJSON bool, stdout, stderr io.Writer) int {
 	var hist engine.HistoryReader
-	if st := historyStore(db, stderr); st != nil {
+	st, host := historyStore(db, stderr)
+	if st != nil {
 		defer st.Close()
 		hist = st
 	}
+	inv.Host = host
 	var reports []preflightReport
 	failed := false
 	for _, p := range plans {
@@ -123,24 +125,30 @@ func preflight(plans []*engine.Plan, inv engine.Invocation, db string, asJSON bo
 	return engine.ExitOK
 }
 
-// historyStore opens the run store for the disk prediction, if there is
-// one: preflight writes nothing, so a missing store is not created.
-func historyStore(db string, stderr io.Writer) *store.Store {
+// historyStore opens this host's run store for the disk prediction, if
+// there is one (preflight writes nothing, so a missing store is not
+// created), and names the host: with a central store, the host's own
+// local record, which holds all its runs.
+func historyStore(db string, stderr io.Writer) (*store.Store, string) {
 	settings, err := loadSettings(context.Background(), nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun: settings: %v\n", err)
-		return nil
+		return nil, ""
 	}
 	if db != "" {
 		settings.DB = db
 	}
-	if _, err := os.Stat(settings.DB); err != nil {
-		return nil
+	path := settings.DB
+	if settings.Central() {
+		path = settings.LocalDB()
 	}
-	st, err := store.Open(settings.DB)
+	if _, err := os.Stat(path); err != nil {
+		return nil, settings.Host
+	}
+	st, err := store.Open(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun: warning: run store: %v (no disk prediction)\n", err)
-		return nil
+		return nil, settings.Host
 	}
-	return st
+	return st, settings.Host
 }

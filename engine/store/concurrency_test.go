@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -44,9 +43,9 @@ func writeRuns(ctx context.Context, st *Store, plan string, n int) error {
 	return nil
 }
 
-func countRuns(t *testing.T, path, plan string) int {
+func countRuns(t *testing.T, dsn, plan string) int {
 	t.Helper()
-	st, err := Open(path)
+	st, err := Open(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,80 +63,87 @@ func countRuns(t *testing.T, path, plan string) int {
 	return len(rs)
 }
 
-// Two stores on one fresh file (as two cron jobs starting at the same
-// minute): opening (migrations) and writing must not fail with SQLITE_BUSY.
-func TestConcurrentStoresSameFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "runs.db")
-	plans := []string{"kaleem-daily", "chitlaq-full"}
-	start := make(chan struct{})
-	errs := make(chan error, len(plans))
-	var wg sync.WaitGroup
-	for _, plan := range plans {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			st, err := Open(path)
+// Two stores on one fresh database (as two cron jobs starting at the same
+// minute, or two hosts on the central store): opening (migrations) and
+// writing must not fail (SQLite: with SQLITE_BUSY).
+func TestConcurrentStoresSameDatabase(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		dsn := b.dsn(t)
+		plans := []string{"kaleem-daily", "chitlaq-full"}
+		start := make(chan struct{})
+		errs := make(chan error, len(plans))
+		var wg sync.WaitGroup
+		for _, plan := range plans {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				st, err := Open(dsn)
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer st.Close()
+				errs <- writeRuns(context.Background(), st, plan, writesPerWriter)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
 			if err != nil {
-				errs <- err
-				return
+				t.Error(err)
 			}
-			defer st.Close()
-			errs <- writeRuns(context.Background(), st, plan, writesPerWriter)
-		}()
-	}
-	close(start)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Error(err)
 		}
-	}
-	for _, plan := range plans {
-		if n := countRuns(t, path, plan); n != writesPerWriter {
-			t.Errorf("%s: %d runs recorded, want %d", plan, n, writesPerWriter)
+		for _, plan := range plans {
+			if n := countRuns(t, dsn, plan); n != writesPerWriter {
+				t.Errorf("%s: %d runs recorded, want %d", plan, n, writesPerWriter)
+			}
 		}
-	}
+	})
 }
 
-// The same with separate processes, which lock the file through the OS.
-func TestConcurrentProcessesSameFile(t *testing.T) {
+// The same with separate processes, which lock the file through the OS,
+// or migrate one fresh PostgreSQL database at once (two hosts upgrading
+// planrun: the advisory lock serialises them).
+func TestConcurrentProcessesSameDatabase(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
-	path := filepath.Join(t.TempDir(), "runs.db")
-	plans := []string{"proc-a", "proc-b"}
-	var cmds []*exec.Cmd
-	outs := make([]bytes.Buffer, len(plans))
-	for i, plan := range plans {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperWriterProcess$", "-test.v")
-		cmd.Env = append(os.Environ(), "PLANRUN_STORE_HELPER_DB="+path, "PLANRUN_STORE_HELPER_PLAN="+plan)
-		cmd.Stdout, cmd.Stderr = &outs[i], &outs[i]
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
+	forEachBackend(t, func(t *testing.T, b backend) {
+		dsn := b.dsn(t)
+		plans := []string{"proc-a", "proc-b"}
+		var cmds []*exec.Cmd
+		outs := make([]bytes.Buffer, len(plans))
+		for i, plan := range plans {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestHelperWriterProcess$", "-test.v")
+			cmd.Env = append(os.Environ(), "PLANRUN_STORE_HELPER_DB="+dsn, "PLANRUN_STORE_HELPER_PLAN="+plan)
+			cmd.Stdout, cmd.Stderr = &outs[i], &outs[i]
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			cmds = append(cmds, cmd)
 		}
-		cmds = append(cmds, cmd)
-	}
-	for i, cmd := range cmds {
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("writer %s: %v\n%s", plans[i], err, outs[i].String())
+		for i, cmd := range cmds {
+			if err := cmd.Wait(); err != nil {
+				t.Errorf("writer %s: %v\n%s", plans[i], err, outs[i].String())
+			}
 		}
-	}
-	for _, plan := range plans {
-		if n := countRuns(t, path, plan); n != writesPerWriter {
-			t.Errorf("%s: %d runs recorded, want %d", plan, n, writesPerWriter)
+		for _, plan := range plans {
+			if n := countRuns(t, dsn, plan); n != writesPerWriter {
+				t.Errorf("%s: %d runs recorded, want %d", plan, n, writesPerWriter)
+			}
 		}
-	}
+	})
 }
 
-// TestHelperWriterProcess is the child of TestConcurrentProcessesSameFile.
+// TestHelperWriterProcess is the child of TestConcurrentProcessesSameDatabase.
 func TestHelperWriterProcess(t *testing.T) {
-	path := os.Getenv("PLANRUN_STORE_HELPER_DB")
-	if path == "" {
-		t.Skip("helper process for TestConcurrentProcessesSameFile")
+	dsn := os.Getenv("PLANRUN_STORE_HELPER_DB")
+	if dsn == "" {
+		t.Skip("helper process for TestConcurrentProcessesSameDatabase")
 	}
-	st, err := Open(path)
+	st, err := Open(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,11 +14,12 @@ import (
 // PruneRules say which runs history prune keeps. A run is kept when
 // either rule keeps it; a rule that is off (negative) keeps nothing by
 // itself. Whatever the rules, the newest run and the newest success of
-// each plan and kind (apply, restore, drill) and every running run are
-// kept: `status`, `metrics` and restores read them.
+// each host's plan and kind (apply, restore, drill) and every running run
+// are kept: `status`, `metrics` and restores read them.
 type PruneRules struct {
 	KeepDays int    // keep runs started less than this many days ago; < 0: off
-	KeepRuns int    // keep each plan's newest N runs (all kinds); < 0: off
+	KeepRuns int    // keep each host's plan's newest N runs (all kinds); < 0: off
+	Host     string // only runs recorded on this host; "" for all
 	Plan     string // only runs of this plan; "" for all
 	Now      time.Time
 	DryRun   bool // report what would go, delete nothing
@@ -27,6 +28,7 @@ type PruneRules struct {
 // PrunedRun is a run that prune deleted (or, in a dry run, would delete).
 type PrunedRun struct {
 	ID      string
+	Host    string
 	Plan    string
 	Kind    string
 	Started time.Time
@@ -37,19 +39,14 @@ type PrunedRun struct {
 type PruneResult struct {
 	Runs     []PrunedRun
 	Remain   int  // runs left in the store (counted only when some go)
-	Vacuumed bool // the store was rewritten to give the space back
+	Vacuumed bool // the store was rewritten to give the space back (SQLite)
 }
-
-// vacuumAfter is how many deleted runs make a prune VACUUM the store: a
-// rewrite of the file costs about as much as reading it, worth it when a
-// large part went (about 1 KiB per run with its attempts).
-const vacuumAfter = 1000
 
 // Prune deletes the runs (and their attempts) that the rules do not keep,
 // in one transaction. It does not touch per-run log files: the caller
 // removes PrunedRun.LogFile of the runs in the result, which lists the
 // deleted runs also when it comes with an error (a failed VACUUM after
-// the commit).
+// the commit). PostgreSQL's autovacuum gives the space back by itself.
 func (s *Store) Prune(ctx context.Context, rules PruneRules) (PruneResult, error) {
 	var res PruneResult
 	if rules.KeepDays < 0 && rules.KeepRuns < 0 {
@@ -58,31 +55,32 @@ func (s *Store) Prune(ctx context.Context, rules PruneRules) (PruneResult, error
 	if rules.Now.IsZero() {
 		rules.Now = time.Now()
 	}
-	// The transaction takes the write lock at BEGIN (see the DSN): no
-	// run starts or finishes between choosing and deleting.
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return res, fmt.Errorf("run store: prune: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	plans := []string{rules.Plan}
-	if rules.Plan == "" {
-		if plans, err = distinctPlans(ctx, tx); err != nil {
-			return res, fmt.Errorf("run store: prune: %w", err)
-		}
+	// No run starts or finishes between choosing and deleting.
+	if err := s.d.lockWrites(ctx, tx); err != nil {
+		return res, fmt.Errorf("run store: prune: %w", err)
+	}
+	c := conn{tx, s.d}
+	groups, err := hostPlans(ctx, c, rules.Host, rules.Plan)
+	if err != nil {
+		return res, fmt.Errorf("run store: prune: %w", err)
 	}
 	var runs []PrunedRun
-	for _, plan := range plans {
-		gone, err := prunePlan(ctx, tx, plan, rules)
+	for _, g := range groups {
+		gone, err := prunePlan(ctx, c, g.host, g.plan, rules)
 		if err != nil {
-			return res, fmt.Errorf("run store: prune plan %s: %w", plan, err)
+			return res, fmt.Errorf("run store: prune plan %s on host %q: %w", g.plan, g.host, err)
 		}
 		runs = append(runs, gone...)
 	}
 	if len(runs) == 0 {
 		return res, nil
 	}
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM runs`).Scan(&res.Remain); err != nil {
+	if err := c.queryRow(ctx, `SELECT count(*) FROM runs`).Scan(&res.Remain); err != nil {
 		return res, fmt.Errorf("run store: prune: %w", err)
 	}
 	if rules.DryRun {
@@ -95,51 +93,36 @@ func (s *Store) Prune(ctx context.Context, rules PruneRules) (PruneResult, error
 	// From here on the runs are gone: the result lists them even when the
 	// clean-up below fails, so their log files still go.
 	res.Runs = runs
-	if len(res.Runs) >= vacuumAfter || len(res.Runs) > res.Remain {
-		if err := s.vacuum(ctx); err != nil {
-			return res, fmt.Errorf("run store: prune: vacuum: %w", err)
-		}
-		res.Vacuumed = true
-	}
-	// Refresh the planner's statistics for the smaller tables (cheap:
-	// it only analyses what changed enough to matter).
-	if _, err := s.db.ExecContext(ctx, `PRAGMA optimize`); err != nil {
-		return res, fmt.Errorf("run store: prune: optimize: %w", err)
+	if res.Vacuumed, err = s.d.compact(ctx, s.db, len(runs), res.Remain); err != nil {
+		return res, fmt.Errorf("run store: prune: %w", err)
 	}
 	return res, nil
 }
 
-// querier is the database or a transaction.
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
+type hostPlan struct{ host, plan string }
 
-// distinctPlans lists the plans with runs, one index seek per plan (a
-// skip scan) rather than a pass over every run.
-func distinctPlans(ctx context.Context, q querier) ([]string, error) {
-	rows, err := q.QueryContext(ctx, `WITH RECURSIVE p(plan) AS (
-			SELECT min(plan) FROM runs
-			UNION ALL
-			SELECT (SELECT min(plan) FROM runs WHERE runs.plan > p.plan) FROM p WHERE p.plan IS NOT NULL)
-		SELECT plan FROM p WHERE plan IS NOT NULL`)
+// hostPlans lists the (host, plan) pairs with runs, host and plan ""
+// for any.
+func hostPlans(ctx context.Context, c conn, host, plan string) ([]hostPlan, error) {
+	cte, args := distinctGroups([]string{"host", "plan"}, host, plan)
+	rows, err := c.query(ctx, cte+` SELECT host, plan FROM g`, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var plans []string
+	var out []hostPlan
 	for rows.Next() {
-		var p string
-		if err := rows.Scan(&p); err != nil {
+		var g hostPlan
+		if err := rows.Scan(&g.host, &g.plan); err != nil {
 			return nil, err
 		}
-		plans = append(plans, p)
+		out = append(out, g)
 	}
-	return plans, rows.Err()
+	return out, rows.Err()
 }
 
-// prunePlan deletes one plan's runs that no rule keeps.
-func prunePlan(ctx context.Context, tx *sql.Tx, plan string, rules PruneRules) ([]PrunedRun, error) {
+// prunePlan deletes the runs of one plan on one host that no rule keeps.
+func prunePlan(ctx context.Context, c conn, host, plan string, rules PruneRules) ([]PrunedRun, error) {
 	// Everything started before cutoff is a candidate: older than the age
 	// rule's limit and than the count rule's N-th newest run.
 	var cutoff sql.NullString
@@ -148,8 +131,8 @@ func prunePlan(ctx context.Context, tx *sql.Tx, plan string, rules PruneRules) (
 	}
 	if rules.KeepRuns > 0 {
 		var nth string
-		err := tx.QueryRowContext(ctx, `SELECT started FROM runs WHERE plan = ?
-			ORDER BY started DESC LIMIT 1 OFFSET ?`, plan, rules.KeepRuns-1).Scan(&nth)
+		err := c.queryRow(ctx, `SELECT started FROM runs WHERE host = ? AND plan = ?
+			ORDER BY started DESC LIMIT 1 OFFSET ?`, host, plan, rules.KeepRuns-1).Scan(&nth)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, nil // fewer runs than the count rule keeps
 		}
@@ -161,12 +144,12 @@ func prunePlan(ctx context.Context, tx *sql.Tx, plan string, rules PruneRules) (
 			cutoff = sql.NullString{String: nth, Valid: true}
 		}
 	}
-	keep, err := protectedRuns(ctx, tx, plan)
+	keep, err := protectedRuns(ctx, c, host, plan)
 	if err != nil {
 		return nil, err
 	}
-	where := `plan = ? AND status <> ?`
-	args := []any{plan, engine.StatusRunning}
+	where := `host = ? AND plan = ? AND status <> ?`
+	args := []any{host, plan, engine.StatusRunning}
 	if cutoff.Valid {
 		where += ` AND started < ?`
 		args = append(args, cutoff.String)
@@ -177,13 +160,13 @@ func prunePlan(ctx context.Context, tx *sql.Tx, plan string, rules PruneRules) (
 			args = append(args, id)
 		}
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT id, kind, started, log_file FROM runs WHERE `+where, args...)
+	rows, err := c.query(ctx, `SELECT id, kind, started, log_file FROM runs WHERE `+where, args...)
 	if err != nil {
 		return nil, err
 	}
 	var out []PrunedRun
 	for rows.Next() {
-		r := PrunedRun{Plan: plan}
+		r := PrunedRun{Host: host, Plan: plan}
 		var started sql.NullString
 		if err := rows.Scan(&r.ID, &r.Kind, &started, &r.LogFile); err != nil {
 			rows.Close()
@@ -203,27 +186,29 @@ func prunePlan(ctx context.Context, tx *sql.Tx, plan string, rules PruneRules) (
 		return out, nil
 	}
 	// Attempts go with their runs (ON DELETE CASCADE).
-	if _, err := tx.ExecContext(ctx, `DELETE FROM runs WHERE `+where, args...); err != nil {
+	if _, err := c.exec(ctx, `DELETE FROM runs WHERE `+where, args...); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
 // protectedRuns are the ids prune never deletes: for each kind, the
-// plan's newest run and its newest success (the ones `status`, `metrics`
-// and `restore --run latest`'s fallback read).
-func protectedRuns(ctx context.Context, q querier, plan string) ([]string, error) {
+// newest run of the plan on host and its newest success (the ones
+// `status`, `metrics` and `restore --run latest`'s fallback read).
+func protectedRuns(ctx context.Context, c conn, host, plan string) ([]string, error) {
 	var ids []string
 	for _, kind := range []string{engine.KindApply, engine.KindRestore, engine.KindDrill} {
+		newest := `SELECT id FROM runs WHERE host = ? AND plan = ? AND kind = ? ORDER BY started DESC, id DESC LIMIT 1`
+		success, successArgs := lastSuccessQuery("id", &host, plan, kind)
 		for _, sel := range []struct {
 			query string
 			args  []any
 		}{
-			{`SELECT id FROM runs WHERE plan = ? AND kind = ? ORDER BY started DESC LIMIT 1`, []any{plan, kind}},
-			{lastSuccessQuery("id"), []any{plan, kind, engine.StatusSuccess}},
+			{newest, []any{host, plan, kind}},
+			{success, successArgs},
 		} {
 			var id string
-			err := q.QueryRowContext(ctx, sel.query, sel.args...).Scan(&id)
+			err := c.queryRow(ctx, sel.query, sel.args...).Scan(&id)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue
 			}
@@ -236,19 +221,15 @@ func protectedRuns(ctx context.Context, q querier, plan string) ([]string, error
 	return ids, nil
 }
 
-// lastSuccessQuery selects cols of a plan's newest successful run of a
-// kind: LastSuccessOf, prune's protection and the metrics agree on it.
-func lastSuccessQuery(cols string) string {
-	return `SELECT ` + cols + ` FROM runs
-		WHERE plan = ? AND kind = ? AND status = ? ORDER BY finished DESC, started DESC LIMIT 1`
-}
-
-// vacuum rewrites the store to give deleted pages back to the file
-// system, and truncates the write-ahead log the rewrite went through.
-func (s *Store) vacuum(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `VACUUM`); err != nil {
-		return err
+// lastSuccessQuery selects cols of the newest successful run of a plan and
+// kind on *host (any host when host is nil): LastSuccessOf, prune's
+// protection and the metrics agree on it.
+func lastSuccessQuery(cols string, host *string, plan, kind string) (string, []any) {
+	q := `SELECT ` + cols + ` FROM runs WHERE plan = ? AND kind = ? AND status = ?`
+	args := []any{plan, kind, engine.StatusSuccess}
+	if host != nil {
+		q += ` AND host = ?`
+		args = append(args, *host)
 	}
-	_, err := s.db.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
-	return err
+	return q + ` ORDER BY finished DESC, started DESC, id DESC LIMIT 1`, args
 }

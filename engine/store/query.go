@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/planrun/planrun/engine"
 )
@@ -22,18 +23,24 @@ var (
 
 // RunFilter selects runs for Runs.
 type RunFilter struct {
+	Host  string // only runs recorded on this host; "" for all
 	Plan  string // only runs of this plan; "" for all
 	Kind  string // only runs of this kind (apply, restore, drill); "" for all
 	Limit int    // at most this many; 0 for no limit
 }
 
 const runColumns = `id, plan, plan_file, plan_sha256, host, trigger, pid, started, finished, status, exit_code, error, log_file,
-	kind, source_run, report_json`
+	kind, source_run, report_json, lock_waits_json`
 
-// Runs lists runs, newest first.
+// Runs lists runs, newest first (runs started at the same instant by id,
+// highest first).
 func (s *Store) Runs(ctx context.Context, f RunFilter) ([]engine.RunRecord, error) {
 	q := `SELECT ` + runColumns + ` FROM runs WHERE 1 = 1`
 	var args []any
+	if f.Host != "" {
+		q += ` AND host = ?`
+		args = append(args, f.Host)
+	}
 	if f.Plan != "" {
 		q += ` AND plan = ?`
 		args = append(args, f.Plan)
@@ -42,7 +49,7 @@ func (s *Store) Runs(ctx context.Context, f RunFilter) ([]engine.RunRecord, erro
 		q += ` AND kind = ?`
 		args = append(args, f.Kind)
 	}
-	q += ` ORDER BY started DESC, rowid DESC`
+	q += ` ORDER BY started DESC, id DESC`
 	if f.Limit > 0 {
 		q += ` LIMIT ?`
 		args = append(args, f.Limit)
@@ -60,10 +67,11 @@ func (s *Store) Run(ctx context.Context, id string) (engine.RunRecord, []engine.
 	if err == nil && len(runs) == 0 {
 		// substr, not LIKE: LIKE ignores ASCII case and treats _ and % specially.
 		// The range lets the primary key find the candidates (no scan of
-		// every run); no character sorts after U+10FFFF.
+		// every run): ids compare bytewise in both databases (PostgreSQL's
+		// id column is COLLATE "C"), and no character sorts after U+10FFFF.
 		runs, err = s.queryRuns(ctx, `SELECT `+runColumns+` FROM runs
-			WHERE id >= ? AND id < ? AND substr(id, 1, ?) = ? ORDER BY started DESC LIMIT 6`,
-			id, id+"\U0010FFFF", len(id), id)
+			WHERE id >= ? AND id < ? AND substr(id, 1, ?) = ? ORDER BY started DESC, id DESC LIMIT 6`,
+			id, id+"\U0010FFFF", utf8.RuneCountInString(id), id)
 	}
 	if err != nil {
 		return engine.RunRecord{}, nil, err
@@ -91,15 +99,22 @@ func (s *Store) Run(ctx context.Context, id string) (engine.RunRecord, []engine.
 }
 
 // LastSuccess returns the plan's most recently finished successful run
-// (of its backup runs: restores and drills are not backups).
+// on any host (of its backup runs: restores and drills are not backups).
 func (s *Store) LastSuccess(ctx context.Context, plan string) (engine.RunRecord, bool, error) {
-	return s.LastSuccessOf(ctx, plan, engine.KindApply)
+	return s.LastSuccessOf(ctx, "", plan, engine.KindApply)
 }
 
 // LastSuccessOf returns the plan's most recently finished successful run
-// of a kind (apply, restore, drill).
-func (s *Store) LastSuccessOf(ctx context.Context, plan, kind string) (engine.RunRecord, bool, error) {
-	runs, err := s.queryRuns(ctx, lastSuccessQuery(runColumns), plan, kind, engine.StatusSuccess)
+// of a kind (apply, restore, drill) on host, or on any host when host is
+// "" (a restore on a new machine reads the newest backup of whichever
+// host made it).
+func (s *Store) LastSuccessOf(ctx context.Context, host, plan, kind string) (engine.RunRecord, bool, error) {
+	var on *string
+	if host != "" {
+		on = &host
+	}
+	q, args := lastSuccessQuery(runColumns, on, plan, kind)
+	runs, err := s.queryRuns(ctx, q, args...)
 	if err != nil || len(runs) == 0 {
 		return engine.RunRecord{}, false, err
 	}
@@ -107,7 +122,7 @@ func (s *Store) LastSuccessOf(ctx context.Context, plan, kind string) (engine.Ru
 }
 
 func (s *Store) queryRuns(ctx context.Context, q string, args ...any) ([]engine.RunRecord, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.conn().query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("run store: %w", err)
 	}
@@ -116,11 +131,14 @@ func (s *Store) queryRuns(ctx context.Context, q string, args ...any) ([]engine.
 	for rows.Next() {
 		var r engine.RunRecord
 		var started, finished sql.NullString
-		var report string
+		var report, waits string
 		if err := rows.Scan(&r.ID, &r.Plan, &r.PlanFile, &r.PlanSHA256, &r.Host, &r.Trigger, &r.PID,
 			&started, &finished, &r.Status, &r.ExitCode, &r.Error, &r.LogFile,
-			&r.Kind, &r.SourceRun, &report); err != nil {
+			&r.Kind, &r.SourceRun, &report, &waits); err != nil {
 			return nil, fmt.Errorf("run store: %w", err)
+		}
+		if r.LockWaits, err = decodeList[engine.LockWait](waits); err != nil {
+			return nil, fmt.Errorf("run store: run %s: lock waits: %w", r.ID, err)
 		}
 		if report != "" {
 			r.Report = &engine.RestoreReport{}
@@ -143,7 +161,8 @@ func (s *Store) queryRuns(ctx context.Context, q string, args ...any) ([]engine.
 }
 
 const attemptColumns = `a.run_id, a.step_id, a.step_type, a.attempt, a.status, a.started, a.finished,
-	a.duration_ns, a.error, a.reason, a.outputs_json, a.bytes_in, a.bytes_out, a.artifacts_json, a.records_json`
+	a.duration_ns, a.error, a.reason, a.outputs_json, a.bytes_in, a.bytes_out, a.artifacts_json, a.records_json,
+	a.lock_waits_json`
 
 func (s *Store) attempts(ctx context.Context, runID string) ([]engine.AttemptRecord, error) {
 	return s.queryAttempts(ctx, `SELECT `+attemptColumns+` FROM attempts a WHERE a.run_id = ? ORDER BY a.seq`, runID)
@@ -164,7 +183,7 @@ func (s *Store) StepHistory(ctx context.Context, host, plan, step string, n int)
 }
 
 func (s *Store) queryAttempts(ctx context.Context, q string, args ...any) ([]engine.AttemptRecord, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.conn().query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("run store: %w", err)
 	}
@@ -174,9 +193,9 @@ func (s *Store) queryAttempts(ctx context.Context, q string, args ...any) ([]eng
 		var a engine.AttemptRecord
 		var started, finished sql.NullString
 		var dur int64
-		var outputs, artifacts, records string
+		var outputs, artifacts, records, waits string
 		if err := rows.Scan(&a.RunID, &a.StepID, &a.StepType, &a.Attempt, &a.Status, &started, &finished,
-			&dur, &a.Error, &a.Reason, &outputs, &a.BytesIn, &a.BytesOut, &artifacts, &records); err != nil {
+			&dur, &a.Error, &a.Reason, &outputs, &a.BytesIn, &a.BytesOut, &artifacts, &records, &waits); err != nil {
 			return nil, fmt.Errorf("run store: %w", err)
 		}
 		a.Duration = time.Duration(dur)
@@ -193,8 +212,11 @@ func (s *Store) queryAttempts(ctx context.Context, q string, args ...any) ([]eng
 		if a.Artifacts, err = decodeMap[string](artifacts); err != nil {
 			return nil, fmt.Errorf("run store: %s: artifacts: %w", where, err)
 		}
-		if err := json.Unmarshal([]byte(records), &a.Records); err != nil {
+		if a.Records, err = decodeList[engine.ArtifactRecord](records); err != nil {
 			return nil, fmt.Errorf("run store: %s: records: %w", where, err)
+		}
+		if a.LockWaits, err = decodeList[engine.LockWait](waits); err != nil {
+			return nil, fmt.Errorf("run store: %s: lock waits: %w", where, err)
 		}
 		out = append(out, a)
 	}
@@ -237,16 +259,24 @@ func (s *Store) Manifest(ctx context.Context, id string) (*engine.Manifest, erro
 }
 
 // LatestManifest returns the manifest of the plan's newest successful
-// backup run that wrote artifacts.
-func (s *Store) LatestManifest(ctx context.Context, plan string) (*engine.Manifest, error) {
-	runs, err := s.queryRuns(ctx, `SELECT `+runColumns+` FROM runs
+// backup run on host (any host when host is "") that wrote artifacts.
+func (s *Store) LatestManifest(ctx context.Context, host, plan string) (*engine.Manifest, error) {
+	q := `SELECT ` + runColumns + ` FROM runs
 		WHERE plan = ? AND kind = ? AND status = ? AND EXISTS (SELECT 1 FROM attempts a
-			WHERE a.run_id = runs.id AND a.status = ? AND a.records_json <> '[]')
-		ORDER BY started DESC LIMIT 1`, plan, engine.KindApply, engine.StatusSuccess, engine.StatusSuccess)
+			WHERE a.run_id = runs.id AND a.status = ? AND a.records_json <> '[]')`
+	args := []any{plan, engine.KindApply, engine.StatusSuccess, engine.StatusSuccess}
+	if host != "" {
+		q += ` AND host = ?`
+		args = append(args, host)
+	}
+	runs, err := s.queryRuns(ctx, q+` ORDER BY started DESC, id DESC LIMIT 1`, args...)
 	if err != nil {
 		return nil, err
 	}
 	if len(runs) == 0 {
+		if host != "" {
+			return nil, fmt.Errorf("plan %q on host %q: %w: no successful backup run with artifacts", plan, host, ErrNotFound)
+		}
 		return nil, fmt.Errorf("plan %q: %w: no successful backup run with artifacts", plan, ErrNotFound)
 	}
 	return s.Manifest(ctx, runs[0].ID)

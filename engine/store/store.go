@@ -1,6 +1,8 @@
-// Package store is the SQLite run store: it records runs and step attempts
-// (engine.Recorder) and answers the CLI's history queries. It is the only
-// cgo code in planrun.
+// Package store is the run store: it records runs and step attempts
+// (engine.Recorder) and answers the CLI's history queries. One host keeps
+// it in an embedded SQLite file (the only cgo code in planrun); a fleet
+// shares a PostgreSQL database. Both run the same SQL and the same
+// migrations: a small dialect carries the few differences.
 //
 // The store never redacts: the runner masks secrets in every string before
 // it calls StartRun, RecordAttempt or FinishRun. Whatever reaches the store
@@ -24,21 +26,49 @@ import (
 // cron may start runs of different plans at the same minute.
 const busyTimeout = 10 * time.Second
 
-// Store is a run store backed by one SQLite file. It is safe for
-// concurrent use, and several processes may use the same file.
+// Store is a run store backed by one SQLite file or one PostgreSQL
+// database. It is safe for concurrent use, and several processes (or
+// hosts, with PostgreSQL) may use the same database.
 type Store struct {
-	db   *sql.DB
-	path string
+	db    *sql.DB
+	d     dialect
+	path  string // the SQLite file; "" for PostgreSQL
+	where string // path, or the PostgreSQL URL without its password
 }
 
-// Open opens (creating if needed) the run store at path and applies any
-// pending migrations. The parent directory is created 0700 and the file
-// 0600: run records name hosts, paths and errors.
-func Open(path string) (*Store, error) {
-	return open(context.Background(), path, migrations)
+// Open opens the run store dsn names and applies any pending migrations.
+// A postgres:// or postgresql:// URL is a PostgreSQL database (its
+// password comes from PGPASSWORD or PGPASSFILE, or the URL; it never
+// appears in an error); anything else is the path of a SQLite file,
+// created if needed: the parent directory 0700 and the file 0600, as run
+// records name hosts, paths and errors.
+func Open(dsn string) (*Store, error) {
+	return open(context.Background(), dsn, migrations)
 }
 
-func open(ctx context.Context, path string, steps []string) (*Store, error) {
+func open(ctx context.Context, dsn string, steps []migration) (*Store, error) {
+	if isPostgresURL(dsn) {
+		return openPostgres(ctx, dsn, steps)
+	}
+	return openSQLite(ctx, dsn, steps)
+}
+
+// Backend names the database: "sqlite" or "postgres".
+func (s *Store) Backend() string { return s.d.backend() }
+
+// Where is what to call the store in messages: the SQLite file's path, or
+// the PostgreSQL URL without password or options
+// (postgres://planrun@db:5432/planrun).
+func (s *Store) Where() string { return s.where }
+
+// Path is Where: the SQLite file's path, or the PostgreSQL URL without
+// its password.
+func (s *Store) Path() string { return s.where }
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func openSQLite(ctx context.Context, path string, steps []migration) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("run store: empty database path")
 	}
@@ -68,9 +98,9 @@ func open(ctx context.Context, path string, steps []string) (*Store, error) {
 	// the file to WAL mode): retry, within the same time budget.
 	deadline := time.Now().Add(busyTimeout)
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
-		db, err := openDB(ctx, dsn, steps)
+		st, err := openSQLiteDB(ctx, dsn, path, steps)
 		if err == nil {
-			return &Store{db: db, path: path}, nil
+			return st, nil
 		}
 		var se sqlite3.Error
 		if !errors.As(err, &se) || se.Code != sqlite3.ErrBusy || time.Now().Add(wait).After(deadline) {
@@ -84,28 +114,23 @@ func open(ctx context.Context, path string, steps []string) (*Store, error) {
 	}
 }
 
-// openDB connects and migrates.
-func openDB(ctx context.Context, dsn string, steps []string) (*sql.DB, error) {
+// openSQLiteDB connects and migrates.
+func openSQLiteDB(ctx context.Context, dsn, path string, steps []migration) (*Store, error) {
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, err
 	}
+	st := &Store{db: db, d: sqliteDialect{}, path: path, where: path}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
-	if err := migrate(ctx, db, steps); err != nil {
+	if err := st.migrate(ctx, steps); err != nil {
 		db.Close()
 		return nil, err
 	}
-	return db, nil
+	return st, nil
 }
-
-// Path is the database file.
-func (s *Store) Path() string { return s.path }
-
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
 
 // timeFormat is RFC 3339 in UTC with a fixed nine-digit fraction, so that
 // the stored text sorts in time order (time.RFC3339Nano trims zeros, which

@@ -5,6 +5,7 @@
 // monthly drill with its report.
 //
 //	go run ./scripts/fillstore -db /var/tmp/planrun-bench/runs.db -runs 100000
+//	go run ./scripts/fillstore -db postgres://…/fleet -runs 100000 -hosts 100 -plans 2
 package main
 
 import (
@@ -20,13 +21,14 @@ import (
 )
 
 func main() {
-	db := flag.String("db", "", "run store to create (must not exist)")
+	db := flag.String("db", "", "run store to create (a file that must not exist, or a postgres:// URL of an empty database)")
 	n := flag.Int("runs", 100000, "how many runs to record")
 	plans := flag.Int("plans", 4, "spread over this many plans")
+	hosts := flag.Int("hosts", 1, "and over this many hosts (a fleet sharing a central store)")
 	logs := flag.String("logs", "", "also write a small per-run log file under this directory, as planrun does")
 	flag.Parse()
-	if *db == "" || *n <= 0 || *plans <= 0 {
-		fmt.Fprintln(os.Stderr, "usage: fillstore -db PATH [-runs 100000] [-plans 4] [-logs DIR]")
+	if *db == "" || *n <= 0 || *plans <= 0 || *hosts <= 0 {
+		fmt.Fprintln(os.Stderr, "usage: fillstore -db PATH|URL [-runs 100000] [-plans 4] [-hosts 1] [-logs DIR]")
 		os.Exit(2)
 	}
 	if _, err := os.Stat(*db); err == nil {
@@ -39,7 +41,7 @@ func main() {
 		os.Exit(1)
 	}
 	defer st.Close()
-	if err := fill(context.Background(), st, *n, *plans, *logs); err != nil {
+	if err := fill(context.Background(), st, *n, *plans, *hosts, *logs); err != nil {
 		fmt.Fprintln(os.Stderr, "fillstore:", err)
 		os.Exit(1)
 	}
@@ -47,19 +49,24 @@ func main() {
 
 // fill records n runs, newest one hour ago, one per plan every
 // plans hours going back: with the defaults, 100 000 runs cover 11 years.
-func fill(ctx context.Context, st *store.Store, n, plans int, logs string) error {
+// With hosts > 1 the runs go round the hosts: each host runs every plan.
+func fill(ctx context.Context, st *store.Store, n, plans, hosts int, logs string) error {
 	now := time.Now().UTC().Truncate(time.Second)
 	return st.Batch(ctx, func(rec engine.Recorder) error {
 		for i := n - 1; i >= 0; i-- {
 			plan := fmt.Sprintf("plan-%d", i%plans)
-			started := now.Add(-time.Duration(i+1) * time.Hour)
+			host := "srv1"
+			if hosts > 1 {
+				host = fmt.Sprintf("host-%03d", (i/plans)%hosts)
+			}
+			started := now.Add(-time.Duration(i/hosts+1) * time.Hour)
 			id := fmt.Sprintf("%08x-%04x-4000-8000-%012x", i, i%plans, i)
 			kind := engine.KindApply
 			if (i/plans)%180 == 1 { // about monthly
 				kind = engine.KindDrill
 			}
 			r := engine.RunRecord{ID: id, Plan: plan, PlanFile: "/etc/planrun/" + plan + ".yaml", PlanSHA256: "5ca1ab1e",
-				Host: "srv1", Trigger: "cron", PID: 4242, Started: started, Status: engine.StatusRunning, Kind: kind}
+				Host: host, Trigger: "cron", PID: 4242, Started: started, Status: engine.StatusRunning, Kind: kind}
 			if logs != "" {
 				r.LogFile = filepath.Join(logs, plan, started.Format("20060102T150405Z")+"-"+id[:8]+".log")
 				if err := os.MkdirAll(filepath.Dir(r.LogFile), 0o700); err != nil {
