@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -347,6 +348,9 @@ func (r *run) markLost(h *heldLock, cause error) error {
 		return h.lost
 	}
 	msg := r.scope.Secrets.Redact(cause.Error())
+	// The locker's own reason may name the lock and say it already.
+	msg = strings.TrimPrefix(strings.TrimPrefix(msg, "fleet lock "+h.name+": "), "resource lock "+h.name+": ")
+	msg = strings.TrimSuffix(msg, "; the lock is not re-taken")
 	h.lost = fmt.Errorf("resource lock %s lost: %s; not re-taken", h.name, msg)
 	h.lock.Release()
 	if r.lockLost == "" {

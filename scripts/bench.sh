@@ -14,8 +14,11 @@
 #      pg_basebackup step against pg_basebackup | zstd | age and pgBackRest
 #      backup, pitr-restore against pgBackRest restore (scripts/bench-pitr.sh);
 #   6. history: runs, show, status and metrics with 100 000 recorded runs,
-#      and history prune of 90 000 of them (scripts/bench-history.sh).
-# BENCH_ONLY=engine|artifact|pgdump|container|pitr|history runs one part.
+#      and history prune of 90 000 of them (scripts/bench-history.sh);
+#   7. fleet: per-step overhead with a central PostgreSQL store against
+#      SQLite and a bare spawn, and status --all over 100 hosts x 1 000
+#      runs (scripts/bench-fleet.sh; needs the test services).
+# BENCH_ONLY=engine|artifact|pgdump|container|pitr|history|fleet runs one part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
@@ -54,4 +57,8 @@ if [ "$only" = all ] || [ "$only" = pitr ]; then
 fi
 if [ "$only" = all ] || [ "$only" = history ]; then
   scripts/bench-history.sh
+  echo
+fi
+if [ "$only" = all ] || [ "$only" = fleet ]; then
+  scripts/bench-fleet.sh
 fi

@@ -11,6 +11,7 @@ import (
 
 	"github.com/planrun/planrun/engine"
 	"github.com/planrun/planrun/engine/store"
+	"github.com/planrun/planrun/internal/testenv"
 	"github.com/planrun/planrun/steps"
 )
 
@@ -51,6 +52,28 @@ func BenchmarkApply100ExecTrue(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
+	benchApply100(b, dir, st)
+}
+
+// BenchmarkApply100ExecTrueCentral is the same plan recorded as planrun
+// records with PLANRUN_DB=postgres://…: each write to the host's SQLite
+// record, then to the central PostgreSQL store over loopback.
+func BenchmarkApply100ExecTrueCentral(b *testing.B) {
+	dir := b.TempDir()
+	local, err := store.Open(filepath.Join(dir, "runs.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer local.Close()
+	central, err := store.Open(testenv.PGDatabase(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer central.Close()
+	benchApply100(b, dir, store.NewSynced(local, central, func(err error) { b.Fatal(err) }))
+}
+
+func benchApply100(b *testing.B, dir string, rec engine.Recorder) {
 	p, err := engine.Load("bench.yaml", planOf(100, "\"true\""), steps.All())
 	if err != nil {
 		b.Fatal(err)
@@ -60,7 +83,7 @@ func BenchmarkApply100ExecTrue(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		res := engine.Apply(context.Background(), p, scope, engine.Options{Recorder: st, StateDir: dir, Stderr: io.Discard})
+		res := engine.Apply(context.Background(), p, scope, engine.Options{Recorder: rec, StateDir: dir, Stderr: io.Discard})
 		if res.ExitCode != 0 {
 			b.Fatal(res.Err)
 		}

@@ -353,6 +353,15 @@ func TestPruneWhileRecording(t *testing.T) {
 		written := make(chan error, 1)
 		go func() { written <- writeRuns(ctx, st, "busy", runs) }()
 		var pruned int
+		prune := func() {
+			res, err := st.Prune(ctx, PruneRules{KeepDays: -1, KeepRuns: 0, Now: time.Now().Add(time.Hour)})
+			require.NoError(t, err)
+			pruned += len(res.Runs)
+		}
+		// A prune each time a new run has started (not a tight loop:
+		// SQLite's writers would wait out their busy timeout), then one
+		// after the last run.
+		newest := ""
 		for done := false; !done; {
 			select {
 			case err := <-written:
@@ -360,10 +369,14 @@ func TestPruneWhileRecording(t *testing.T) {
 				done = true
 			default:
 			}
-			res, err := st.Prune(ctx, PruneRules{KeepDays: -1, KeepRuns: 0, Now: time.Now().Add(time.Hour)})
+			runs, err := st.Runs(ctx, RunFilter{Limit: 1})
 			require.NoError(t, err)
-			pruned += len(res.Runs)
+			if len(runs) > 0 && runs[0].ID != newest {
+				newest = runs[0].ID
+				prune()
+			}
 		}
+		prune()
 		left, err := st.Runs(ctx, RunFilter{})
 		require.NoError(t, err)
 		assert.Equal(t, runs, pruned+len(left), "every run either pruned whole or still there")

@@ -148,7 +148,9 @@ func prunePlan(ctx context.Context, c conn, host, plan string, rules PruneRules)
 	if err != nil {
 		return nil, err
 	}
-	where := `host = ? AND plan = ? AND status <> ?`
+	// A run still waiting in the outbox (recorded here while the central
+	// store was down) stays until it has been copied.
+	where := `host = ? AND plan = ? AND status <> ? AND id NOT IN (SELECT run_id FROM sync_pending)`
 	args := []any{host, plan, engine.StatusRunning}
 	if cutoff.Valid {
 		where += ` AND started < ?`

@@ -163,3 +163,27 @@ func TestSyncedStepHistoryIsLocal(t *testing.T) {
 	require.Len(t, h, 1)
 	assert.Equal(t, "run-h", h[0].RunID)
 }
+
+// Prune keeps a run that waits in the outbox, whatever its age.
+func TestPruneKeepsRunsWaitingToBeCopied(t *testing.T) {
+	local := openTemp(t)
+	rec := NewSynced(local, nil, nil)
+	ctx := context.Background()
+	old := time.Now().UTC().Add(-100 * 24 * time.Hour)
+	for i, id := range []string{"waiting", "newer"} {
+		r := engine.RunRecord{ID: id, Plan: "p", Host: "h1", Started: old.Add(time.Duration(i) * time.Hour), Status: engine.StatusRunning}
+		require.NoError(t, rec.StartRun(ctx, r))
+		r.Status, r.Finished = engine.StatusSuccess, r.Started.Add(time.Minute)
+		require.NoError(t, rec.FinishRun(ctx, r))
+	}
+	require.NoError(t, forget(ctx, local, "newer"))
+	// Without the outbox, "waiting" is old and not the newest: it would go.
+	res, err := local.Prune(ctx, PruneRules{KeepDays: 30, KeepRuns: -1})
+	require.NoError(t, err)
+	assert.Empty(t, res.Runs)
+	require.NoError(t, forget(ctx, local, "waiting"))
+	res, err = local.Prune(ctx, PruneRules{KeepDays: 30, KeepRuns: -1})
+	require.NoError(t, err)
+	require.Len(t, res.Runs, 1)
+	assert.Equal(t, "waiting", res.Runs[0].ID)
+}
