@@ -523,7 +523,7 @@ type fleetRow struct {
 // --drill-max-age (drills) each row of that kind is judged, and a stale
 // one makes the exit code 1.
 func statusList(st *readStore, maxAge, drillAge time.Duration, asJSON bool, stdout, stderr io.Writer) int {
-	sums, err := st.Summaries(context.Background(), store.SummaryFilter{Host: st.host})
+	sums, err := st.Summaries(context.Background(), store.SummaryFilter{Host: st.host, NoAttempts: true})
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun status: %v\n", err)
 		return engine.ExitFailed

@@ -135,6 +135,11 @@ var migrations = []migration{
 // fresh database at once serialise here and the second one finds nothing
 // left to do.
 func (s *Store) migrate(ctx context.Context, steps []migration) error {
+	// Up to date (every open but the first after an upgrade): one query,
+	// no lock, no transaction.
+	if v, err := s.d.schemaVersion(ctx, s.db); err == nil && v == len(steps) {
+		return nil
+	}
 	for {
 		done, err := s.migrateOne(ctx, steps)
 		if err != nil || done {

@@ -29,6 +29,9 @@ type Summary struct {
 type SummaryFilter struct {
 	Host string
 	Plan string
+	// NoAttempts leaves LastAttempts and LastSuccessAttempts empty: the
+	// fleet view needs the runs only.
+	NoAttempts bool
 }
 
 // Summaries returns a Summary for each (host, plan, kind) that has runs
@@ -65,9 +68,11 @@ func (s *Store) Summaries(ctx context.Context, f SummaryFilter) ([]Summary, erro
 	if err != nil {
 		return nil, err
 	}
-	atts, err := s.attemptsOf(ctx, ids)
-	if err != nil {
-		return nil, err
+	atts := map[string][]engine.AttemptRecord{}
+	if !f.NoAttempts {
+		if atts, err = s.attemptsOf(ctx, ids); err != nil {
+			return nil, err
+		}
 	}
 	for i := range out {
 		if r, ok := runs[lastIDs[i]]; ok {
