@@ -40,6 +40,9 @@ echo
 echo "Status check for monitoring: bin/planrun status demo --max-age 26h --drill-max-age 35d"
 bin/planrun status demo --max-age 26h --drill-max-age 35d
 echo
+echo "== every plan of this host (with PLANRUN_DB=postgres://… shared by a fleet: status --all, every host)"
+bin/planrun status --max-age 26h --drill-max-age 35d
+echo
 echo "== Prometheus metrics of the plan (also in $PLANRUN_TEXTFILE_DIR/planrun.prom for node_exporter's textfile collector)"
 bin/planrun metrics --plan demo | grep -v '^#' | grep -E 'kind="apply"|rto_seconds' | grep -Ev 'status="(failed|interrupted|skipped)"' | head -20
 echo "(bin/planrun metrics prints all of them, with HELP and TYPE lines)"

@@ -342,3 +342,23 @@ func TestFleetCentralStoreDownAtStart(t *testing.T) {
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stderr, "3 run(s) wait in")
 }
+
+// validate --online reports the central store: a warning when it does
+// not answer, a failure for a plan whose locks then cannot be taken.
+func TestFleetPreflightReportsCentralStore(t *testing.T) {
+	down := newFleetHost(t, "postgres://planrun@127.0.0.1:1/fleet?sslmode=disable&connect_timeout=2", "db-1")
+	plain := down.plan("plain", "steps:\n  - id: work\n    type: exec\n    with: {command: [\"true\"]}\n")
+	locked := down.plan("locked", "steps:\n  - id: work\n    type: exec\n    locks: [\"restic:/srv/repo\"]\n    with: {command: [\"true\"]}\n")
+	r := down.run("validate", "--online", plain)
+	assert.Equal(t, 0, r.code, r.stdout+r.stderr)
+	assert.Regexp(t, `warn +run-store`, r.stdout)
+	r = down.run("validate", "--online", locked)
+	assert.Equal(t, 1, r.code, r.stdout+r.stderr)
+	assert.Regexp(t, `fail +run-store`, r.stdout)
+	assert.Contains(t, r.stdout, "PLANRUN_LOCK_FALLBACK=fail")
+
+	up := newFleetHost(t, testenv.PGDatabase(t), "db-1")
+	r = up.run("validate", "--online", up.plan("locked", "steps:\n  - id: work\n    type: exec\n    locks: [\"restic:/srv/repo\"]\n    with: {command: [\"true\"]}\n"))
+	assert.Equal(t, 0, r.code, r.stdout+r.stderr)
+	assert.Regexp(t, `ok +run-store`, r.stdout)
+}

@@ -493,7 +493,7 @@ func drillCheck(st *readStore, plan string, maxAge time.Duration) (ok bool, msg 
 // (fleet): acquired after 2m3s, held by plan kaleem-daily (run …)".
 func histLockWait(w engine.LockWait) string {
 	s := fmt.Sprintf("%s (%s): %s", w.Resource, w.Scope, w.Outcome)
-	if w.Waited > 0 {
+	if w.Waited >= time.Millisecond {
 		s += " after " + histDuration(w.Waited)
 	}
 	if w.Holder != "" {

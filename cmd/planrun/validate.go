@@ -82,6 +82,7 @@ func preflight(plans []*engine.Plan, inv engine.Invocation, db string, asJSON bo
 		hist = st
 	}
 	inv.Host = host
+	central := centralStoreCheck(db)
 	var reports []preflightReport
 	failed := false
 	for _, p := range plans {
@@ -91,6 +92,9 @@ func preflight(plans []*engine.Plan, inv engine.Invocation, db string, asJSON bo
 			checks = []engine.PreflightCheck{{Status: engine.CheckFail, Check: "prepare", Target: p.File, Reason: err.Error()}}
 		} else {
 			checks = engine.Preflight(context.Background(), p, scope, engine.PreflightOptions{History: hist, Euid: os.Geteuid()})
+		}
+		if central != nil {
+			checks = append(checks, central(p))
 		}
 		rep := preflightReport{File: p.File, Plan: p.Name, OK: !engine.PreflightFailed(checks), Checks: checks}
 		failed = failed || !rep.OK
@@ -123,6 +127,56 @@ func preflight(plans []*engine.Plan, inv engine.Invocation, db string, asJSON bo
 		return engine.ExitFailed
 	}
 	return engine.ExitOK
+}
+
+// centralStoreCheck reaches the central run store, if the settings name
+// one, and returns the check each plan reports: a store that does not
+// answer is a warning (runs are recorded locally and copied later), but a
+// failure for a plan with resource locks when they cannot fall back to
+// this host (PLANRUN_LOCK_FALLBACK=fail): its steps that need them would
+// fail. nil: no central store.
+func centralStoreCheck(db string) func(*engine.Plan) engine.PreflightCheck {
+	settings, err := loadSettings(context.Background(), nil)
+	if err != nil {
+		return nil // reported by historyStore
+	}
+	if db != "" {
+		settings.DB = db
+	}
+	if !settings.Central() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), centralOpenTimeout)
+	defer cancel()
+	st, err := store.OpenContext(ctx, settings.DB)
+	if err == nil {
+		where := st.Where()
+		st.Close()
+		return func(*engine.Plan) engine.PreflightCheck {
+			return engine.PreflightCheck{Status: engine.CheckOK, Check: "run-store", Target: where, Reason: "central run store reachable, schema up to date"}
+		}
+	}
+	return func(p *engine.Plan) engine.PreflightCheck {
+		c := engine.PreflightCheck{Status: engine.CheckWarn, Check: "run-store", Reason: err.Error() +
+			": runs are recorded in " + settings.LocalDB() + " and copied when it answers"}
+		if planHasLocks(p) && settings.LockFallback == "fail" {
+			c.Status = engine.CheckFail
+			c.Reason += "; the plan's resource locks cannot be taken (PLANRUN_LOCK_FALLBACK=fail): the steps that need them would fail"
+		}
+		return c
+	}
+}
+
+func planHasLocks(p *engine.Plan) bool {
+	if len(p.Locks) > 0 {
+		return true
+	}
+	for _, s := range p.Steps {
+		if len(s.Locks) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // historyStore opens this host's run store for the disk prediction, if
