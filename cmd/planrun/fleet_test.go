@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,10 +45,29 @@ func (h *fleetHost) plan(name, body string) string {
 	return p
 }
 
-func (h *fleetHost) cmd(args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+// syncBuffer is a bytes.Buffer that a test may read while the child
+// process's output is copied into it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (h *fleetHost) cmd(args ...string) (*exec.Cmd, *syncBuffer, *syncBuffer) {
 	c := exec.Command(testenv.PlanrunBin(h.t), args...)
 	c.Env = h.env
-	var out, errb bytes.Buffer
+	var out, errb syncBuffer
 	c.Stdout, c.Stderr = &out, &errb
 	return c, &out, &errb
 }
@@ -93,14 +113,14 @@ func gateStep(dir string) (started, gate, step string) {
 }
 
 // waitFile polls for a file the run creates (no sleeps as synchronisation).
-func waitFile(t *testing.T, path string, c *exec.Cmd, errb *bytes.Buffer) {
+func waitFile(t *testing.T, path string, c *exec.Cmd, errb *syncBuffer) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if _, err := os.Stat(path); err == nil {
 			return
 		}
-		if c.ProcessState != nil || time.Now().After(deadline) {
+		if time.Now().After(deadline) {
 			t.Fatalf("%s never appeared; stderr:\n%s", path, errb.String())
 		}
 		time.Sleep(20 * time.Millisecond)

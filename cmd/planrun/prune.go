@@ -189,10 +189,6 @@ func printPrune(w io.Writer, res store.PruneResult, logs int, dryRun bool) {
 // other hosts prune their own), and the host's local record too; the
 // metrics come from the local record, which holds this host's runs.
 func afterRun(rs *runStore, settings Settings, stderr io.Writer) {
-	own := rs.history
-	if rs.local != nil {
-		own = rs.local
-	}
 	if settings.HistoryKeepDays > 0 {
 		rules := store.PruneRules{KeepDays: settings.HistoryKeepDays, KeepRuns: settings.HistoryKeepRuns}
 		stores := []*store.Store{rs.history}
@@ -208,5 +204,5 @@ func afterRun(rs *runStore, settings Settings, stderr io.Writer) {
 			}
 		}
 	}
-	exportMetrics(own, settings, stderr)
+	exportMetrics(rs.own(), settings, stderr)
 }

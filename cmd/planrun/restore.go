@@ -123,7 +123,7 @@ func cmdRestore(args []string, stdin io.Reader, stdout, stderr io.Writer, drill 
 		fmt.Fprintf(stderr, "planrun: %v\n", locked)
 		return res.ExitCode
 	}
-	printReport(stdout, st, res, verb)
+	printReport(stdout, rs.own(), res, verb)
 	return res.ExitCode
 }
 

@@ -71,6 +71,16 @@ func openRunStore(settings Settings, stderr io.Writer) (*runStore, error) {
 	return rs, nil
 }
 
+// own is the store that surely holds this host's runs: the local record
+// beside a central store (the central one may have missed a run), else
+// the run store itself.
+func (rs *runStore) own() *store.Store {
+	if rs.local != nil {
+		return rs.local
+	}
+	return rs.history
+}
+
 // Close releases the locker's connection and closes the stores.
 func (rs *runStore) Close() {
 	for i := len(rs.closes) - 1; i >= 0; i-- {

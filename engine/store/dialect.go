@@ -183,8 +183,13 @@ func (*postgresDialect) lockSchema(ctx context.Context, tx *sql.Tx) error {
 }
 
 func (*postgresDialect) schemaVersion(ctx context.Context, q sqlConn) (int, error) {
+	// pg_class read as a table (the statement's snapshot), not through
+	// to_regclass (the catalog cache, which may not have seen another
+	// host's migration commit yet, though we hold the schema lock).
 	var exists bool
-	if err := q.QueryRowContext(ctx, `SELECT to_regclass('schema_version') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+	if err := q.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relname = 'schema_version' AND n.nspname = current_schema())`).Scan(&exists); err != nil || !exists {
 		return 0, err
 	}
 	var v int
