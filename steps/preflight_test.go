@@ -229,7 +229,8 @@ func TestPreflightDiskRoomFromHistory(t *testing.T) {
 	record := func(id string, size int64) {
 		started := time.Now().Add(-time.Hour).UTC()
 		ctx := context.Background()
-		run := engine.RunRecord{ID: id, Plan: "pf", Started: started, Status: engine.StatusRunning}
+		host, _ := os.Hostname() // this host's runs: the prediction reads no other host's
+		run := engine.RunRecord{ID: id, Plan: "pf", Host: host, Started: started, Status: engine.StatusRunning}
 		must(t, st.StartRun(ctx, run))
 		must(t, st.RecordAttempt(ctx, engine.AttemptRecord{RunID: id, StepID: "archive", StepType: "tar", Attempt: 1,
 			Status: engine.StatusSuccess, Started: started, Finished: started,
