@@ -135,6 +135,7 @@ func metricsRegistry(ctx context.Context, st *store.Store, sel metricsSelection)
 		written  = gauge("planrun_last_run_written_bytes", "Bytes the successful steps of the newest finished run wrote.", pk...)
 		arts     = gauge("planrun_last_run_artifacts", "Artifacts the newest finished run recorded in its manifest.", pk...)
 		artSize  = gauge("planrun_last_run_artifact_size_bytes", "Total size of the artifacts the newest finished run recorded.", pk...)
+		lockWait = gauge("planrun_last_run_lock_wait_seconds", "How long the newest finished run waited for resource locks (locks:), the plan's and its steps'.", pk...)
 
 		lastOK      = gauge("planrun_last_success_timestamp_seconds", "When the newest successful run finished (0: never succeeded).", pk...)
 		okWritten   = gauge("planrun_last_success_written_bytes", "Bytes the newest successful run wrote.", pk...)
@@ -167,6 +168,7 @@ func metricsRegistry(ctx context.Context, st *store.Store, sel metricsSelection)
 		written.With(l).Set(float64(w))
 		arts.With(l).Set(float64(n))
 		artSize.With(l).Set(float64(size))
+		lockWait.With(l).Set(lockWaited(r, s.LastAttempts).Seconds())
 		lastOK.With(l).Set(0)
 		if ok := s.LastSuccess; ok != nil {
 			at := ok.Finished
@@ -205,6 +207,20 @@ func metricsRegistry(ctx context.Context, st *store.Store, sel metricsSelection)
 		}
 	}
 	return reg, nil
+}
+
+// lockWaited is how long a run waited for its resource locks.
+func lockWaited(r *engine.RunRecord, atts []engine.AttemptRecord) time.Duration {
+	var d time.Duration
+	for _, w := range r.LockWaits {
+		d += w.Waited
+	}
+	for _, a := range atts {
+		for _, w := range a.LockWaits {
+			d += w.Waited
+		}
+	}
+	return d
 }
 
 // attemptTotals adds up the successful attempts of a run: bytes written,

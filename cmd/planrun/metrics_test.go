@@ -78,7 +78,8 @@ func TestMetricsFromStore(t *testing.T) {
 	failed := record(t, st, "bbbbbbbb33334444", "kaleem-daily", engine.StatusFailed, base.Add(24*time.Hour), time.Minute,
 		dump(engine.StatusFailed, 10*time.Second, 0, 0),
 		dump(engine.StatusSuccess, 20*time.Second, 900, 600),
-		engine.AttemptRecord{StepID: "upload", Attempt: 1, Status: engine.StatusFailed, Duration: 5 * time.Second, BytesOut: 10})
+		engine.AttemptRecord{StepID: "upload", Attempt: 1, Status: engine.StatusFailed, Duration: 5 * time.Second, BytesOut: 10,
+			LockWaits: []engine.LockWait{{Resource: "rclone:r2:b", Scope: "host", Waited: 90 * time.Second, Outcome: engine.LockAcquired}}})
 	record(t, st, "dddddddd77778888", "kaleem-daily", "", base.Add(48*time.Hour), 0) // running
 	// A passed drill.
 	drill := engine.RunRecord{ID: "cccccccc55556666", Plan: "kaleem-daily", Kind: engine.KindDrill, Started: base.Add(30 * time.Hour),
@@ -106,6 +107,7 @@ func TestMetricsFromStore(t *testing.T) {
 		`planrun_last_run_written_bytes{` + apply + `}`:               900, // the successful attempts only
 		`planrun_last_run_artifacts{` + apply + `}`:                   1,
 		`planrun_last_run_artifact_size_bytes{` + apply + `}`:         600,
+		`planrun_last_run_lock_wait_seconds{` + apply + `}`:           90,
 		`planrun_runs_in_progress{` + apply + `}`:                     1,
 
 		// Set by the success only: the failure after it changes nothing here.
