@@ -53,6 +53,7 @@ rows=$(PLANRUN_DB=$url "$bin" status --all | wc -l)
 printf '== fleet: 100 hosts x 1 000 runs in PostgreSQL (filled in %.1f s; status --all prints %d lines)\n' \
   "$(echo "$fill_ms / 1000" | bc -l)" "$rows"
 printf '%-56s %7s ms  (included below)\n' "planrun version (process start-up)" "$(timed 7 "$bin" version)"
+printf '%-56s %7s ms  (any client: process, connection, one query)\n' "psql -c 'SELECT 1'" "$(timed 7 psql -q "$url" -Atc 'SELECT 1')"
 printf '%-56s %7s ms  (start-up, connection, one query)\n' "planrun runs --all --limit 1" "$(PLANRUN_DB=$url timed 7 "$bin" runs --all --limit 1)"
 printf '%-56s %7s ms  (target < 100 ms)\n' "planrun status --all" "$(PLANRUN_DB=$url timed 7 "$bin" status --all)"
 printf '%-56s %7s ms\n' "planrun status --all --max-age 26h" "$(PLANRUN_DB=$url timed 7 "$bin" status --all --max-age 26h)"
