@@ -361,6 +361,14 @@ func TestFleetCentralStoreDownAtStart(t *testing.T) {
 	r = h1.run("history", "sync")
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stderr, "3 run(s) wait in")
+
+	// The read verbs fall back to this host's own record, and say so.
+	r = h1.run("runs")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "reading this host's own record")
+	assert.Equal(t, 4, strings.Count(r.stdout, "\n"), r.stdout) // header + 3 runs
+	r = h1.run("runs", "--host", "db-2")
+	assert.Equal(t, 1, r.code, "another host's runs are not in this host's record: %s", r.stderr)
 }
 
 // validate --online reports the central store: a warning when it does
@@ -381,4 +389,50 @@ func TestFleetPreflightReportsCentralStore(t *testing.T) {
 	r = up.run("validate", "--online", up.plan("locked", "steps:\n  - id: work\n    type: exec\n    locks: [\"restic:/srv/repo\"]\n    with: {command: [\"true\"]}\n"))
 	assert.Equal(t, 0, r.code, r.stdout+r.stderr)
 	assert.Regexp(t, `ok +run-store`, r.stdout)
+}
+
+// A DR rebuild on a new machine: a host with no backups of its own drills
+// the newest backup of the only host that has one; with two such hosts it
+// must be told which (--host).
+func TestFleetDrillOnANewHost(t *testing.T) {
+	db := testenv.PGDatabase(t)
+	src := filepath.Join(t.TempDir(), "src")
+	require.NoError(t, os.MkdirAll(filepath.Join(src, "etc"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "etc", "app.conf"), []byte("listen 8080\n"), 0o600))
+	backup := func(h *fleetHost) string {
+		out := filepath.Join(h.dir, "backups")
+		return h.plan("configs", fmt.Sprintf(`steps:
+  - id: archive
+    type: tar
+    with: {paths: [%q], output: %q, compress: zstd}
+`, filepath.Join(src, "etc"), filepath.Join(out, "configs.tar.zst")))
+	}
+	db1, db2, fresh := newFleetHost(t, db, "db-1"), newFleetHost(t, db, "db-2"), newFleetHost(t, db, "dr-1")
+	plan1 := backup(db1)
+	r := db1.run("apply", plan1)
+	require.Equal(t, 0, r.code, r.stderr)
+	src1, _ := db1.showJSON("latest", "--plan", "configs")
+
+	r = fresh.run("drill", "configs")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	drill, _ := fresh.showJSON("latest", "--plan", "configs")
+	assert.Equal(t, engine.KindDrill, drill.Kind)
+	assert.Equal(t, "dr-1", drill.Host)
+	assert.Equal(t, src1.ID, drill.SourceRun, "the drill read db-1's backup")
+
+	r = db2.run("apply", backup(db2))
+	require.Equal(t, 0, r.code, r.stderr)
+	r = fresh.run("drill", "configs")
+	assert.Equal(t, 2, r.code, r.stdout+r.stderr)
+	assert.Contains(t, r.stderr, "backups from 2 hosts (db-1, db-2): choose one with --host")
+	r = fresh.run("drill", "configs", "--host", "db-2")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	src2, _ := db2.showJSON("latest", "--plan", "configs")
+	drill, _ = fresh.showJSON("latest", "--plan", "configs")
+	assert.Equal(t, src2.ID, drill.SourceRun)
+	// A host with backups of its own drills its own by default.
+	r = db1.run("drill", "configs")
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	drill, _ = db1.showJSON("latest", "--plan", "configs")
+	assert.Equal(t, src1.ID, drill.SourceRun)
 }
