@@ -52,7 +52,8 @@ type ResourceLocker interface {
 	// that need it fail.
 	TryLock(ctx context.Context, resource string, holder LockHolder) (HeldLock, *LockHolder, error)
 	// Scope names where the locks exclude, for messages and records:
-	// "host" or "fleet".
+	// "host" or "fleet". It is asked again after each TryLock: a locker
+	// that fell back to this host says so for the lock it just answered.
 	Scope() string
 }
 
@@ -178,6 +179,8 @@ func (r *run) takeLock(ctx context.Context, name, step, onLock string, wait time
 	try := func(ctx context.Context) (HeldLock, error) {
 		me := LockHolder{Host: r.host, PID: os.Getpid(), RunID: r.id, Plan: r.plan.Name, Step: step, Since: time.Now().UTC()}
 		held, by, err := r.locker.TryLock(ctx, name, me)
+		scope = r.locker.Scope() // a locker that fell back says where this answer came from
+		lw.Scope = scope
 		if err == nil && held == nil {
 			lw.Holder = "an unknown run"
 			if by != nil {

@@ -357,6 +357,11 @@ func TestFleetCentralStoreDownAtStart(t *testing.T) {
 	r = h1.run("apply", locked)
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "on this host only")
+	_, atts = h1.showJSON("latest", "--plan", "locked", "--db", filepath.Join(h1.dir, "state", "runs.db"))
+	require.Len(t, atts, 1)
+	require.Len(t, atts[0].LockWaits, 1)
+	assert.Equal(t, engine.LockAcquired, atts[0].LockWaits[0].Outcome)
+	assert.Equal(t, "host", atts[0].LockWaits[0].Scope, "recorded where it was really taken")
 
 	r = h1.run("history", "sync")
 	assert.Equal(t, 1, r.code)

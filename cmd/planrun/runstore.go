@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/planrun/planrun/engine"
@@ -95,12 +96,20 @@ type fallbackLocker struct {
 	fleet, host engine.ResourceLocker
 	warn        func(error)
 	once        sync.Once
+	fellBack    atomic.Bool // the last TryLock was answered by host
 }
 
-func (l *fallbackLocker) Scope() string { return l.fleet.Scope() }
+// Scope is where the last TryLock's answer came from.
+func (l *fallbackLocker) Scope() string {
+	if l.fellBack.Load() {
+		return l.host.Scope()
+	}
+	return l.fleet.Scope()
+}
 
 func (l *fallbackLocker) TryLock(ctx context.Context, resource string, h engine.LockHolder) (engine.HeldLock, *engine.LockHolder, error) {
 	held, holder, err := l.fleet.TryLock(ctx, resource, h)
+	l.fellBack.Store(err != nil)
 	if err == nil {
 		return held, holder, nil
 	}
