@@ -87,3 +87,11 @@ type Recorder interface {
 type Abandoner interface {
 	AbandonRuns(ctx context.Context, host, plan, kind string, now time.Time) (int, error)
 }
+
+// Warner is implemented by recorders with trouble of their own to report
+// (a central store that stopped answering): the run hands them its log,
+// so the warning lands in the run's log file and tail, not only on
+// stderr.
+type Warner interface {
+	WarnTo(warn func(msg string))
+}

@@ -181,6 +181,9 @@ func Apply(ctx context.Context, p *Plan, scope *Scope, o Options) Result {
 	for _, w := range scope.Warnings {
 		r.log.Warn(w)
 	}
+	if w, ok := o.Recorder.(Warner); ok {
+		w.WarnTo(func(msg string) { r.log.Warn(msg) })
+	}
 
 	if !o.NoLock {
 		lock, err := r.acquire(ctx)

@@ -70,7 +70,7 @@ func BenchmarkApply100ExecTrueCentral(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer central.Close()
-	benchApply100(b, dir, store.NewSynced(local, central, func(err error) { b.Fatal(err) }))
+	benchApply100(b, dir, store.NewSynced(local, central, nil, func(err error) { b.Fatal(err) }))
 }
 
 func benchApply100(b *testing.B, dir string, rec engine.Recorder) {

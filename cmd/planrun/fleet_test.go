@@ -323,6 +323,9 @@ func TestFleetCentralStoreDownMidRun(t *testing.T) {
 	run, atts := h1.showJSON("latest", "--db", local)
 	assert.Equal(t, engine.StatusSuccess, run.Status)
 	require.Len(t, atts, 2)
+	logText, err := os.ReadFile(run.LogFile)
+	require.NoError(t, err)
+	assert.Contains(t, string(logText), "recorded locally", "the warning is in the run's own log")
 
 	pg.Start(t)
 	r := h1.run("history", "sync")

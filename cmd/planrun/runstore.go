@@ -52,17 +52,16 @@ func openRunStore(settings Settings, stderr io.Writer) (*runStore, error) {
 	warn := func(err error) { fmt.Fprintf(stderr, "planrun: warning: %v\n", err) }
 	ctx, cancel := context.WithTimeout(context.Background(), centralOpenTimeout)
 	defer cancel()
-	central, err := store.OpenContext(ctx, settings.DB)
-	if err != nil {
-		warn(fmt.Errorf("%w: recording in %s; the run is copied over when the central store answers", err, local.Where()))
-	} else {
+	// The run's log says it when the central store is down (Synced).
+	central, openErr := store.OpenContext(ctx, settings.DB)
+	if openErr == nil {
 		rs.history = central
 		rs.closes = append(rs.closes, func() { central.Close() })
 		if _, err := store.SyncPending(ctx, local, central); err != nil {
 			warn(fmt.Errorf("central run store %s: copying earlier runs: %w (they stay in %s for the next run)", central.Where(), err, local.Where()))
 		}
 	}
-	rs.recorder = store.NewSynced(local, central, warn)
+	rs.recorder = store.NewSynced(local, central, openErr, warn)
 	fleet := store.FleetLocker(settings.DB, store.AdvisoryOptions{})
 	rs.closes = append(rs.closes, func() { fleet.Close() })
 	rs.locker = fleet

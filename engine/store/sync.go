@@ -26,8 +26,8 @@ const centralTimeout = 5 * time.Second
 type Synced struct {
 	local   *Store
 	central *Store // nil: unreachable when the run began
-	// warn tells the run's log that the central store stopped answering
-	// (once per run).
+	// warn hears that the central store stopped answering (once per
+	// run): the run's log once WarnTo gave it, else the caller's.
 	warn func(error)
 
 	mu   sync.Mutex
@@ -35,20 +35,50 @@ type Synced struct {
 }
 
 var (
+	_ engine.Warner        = (*Synced)(nil)
 	_ engine.Recorder      = (*Synced)(nil)
 	_ engine.Abandoner     = (*Synced)(nil)
 	_ engine.HistoryReader = (*Synced)(nil)
 )
 
-// NewSynced records into local and, while it answers, central (nil: it
-// could not be opened; the runs wait in local's outbox). warn, if not
-// nil, hears of the central store's first failure.
-func NewSynced(local, central *Store, warn func(error)) *Synced {
+// NewSynced records into local and, while it answers, central. central
+// nil means it could not be opened (openErr says why): the runs wait in
+// local's outbox. warn, if not nil, hears of the central store's first
+// failure until the run's log takes over (WarnTo).
+func NewSynced(local, central *Store, openErr error, warn func(error)) *Synced {
 	s := &Synced{local: local, central: central, warn: warn}
 	if central == nil {
-		s.down = errors.New("central run store unreachable when the run began")
+		if openErr == nil {
+			openErr = errors.New("central run store unreachable")
+		}
+		s.down = fmt.Errorf("%w: recording in %s; the run is copied over when the central store answers", openErr, local.Where())
 	}
 	return s
+}
+
+// WarnTo sends the warnings to the run's log, starting with the central
+// store being unreachable when the run began.
+func (s *Synced) WarnTo(warn func(msg string)) {
+	s.mu.Lock()
+	s.warn = func(err error) { warn(err.Error()) }
+	down := s.central == nil
+	s.mu.Unlock()
+	if down {
+		warn(s.down.Error())
+	}
+}
+
+// failed notes a failure of the central store; the first in the run is
+// reported.
+func (s *Synced) failed(err error) {
+	s.mu.Lock()
+	first := s.down == nil
+	s.down = err
+	warn := s.warn
+	s.mu.Unlock()
+	if first && warn != nil {
+		warn(err)
+	}
 }
 
 // Local is the host's own store.
@@ -66,14 +96,8 @@ func (s *Synced) toCentral(ctx context.Context, write func(ctx context.Context, 
 	ctx, cancel := context.WithTimeout(ctx, centralTimeout)
 	defer cancel()
 	if err := write(ctx, s.central); err != nil {
-		s.mu.Lock()
-		first := s.down == nil
-		s.down = err
-		s.mu.Unlock()
-		if first && s.warn != nil {
-			s.warn(fmt.Errorf("central run store %s: %w (the run goes on, recorded locally in %s, and is copied over when the central store answers again)",
-				s.central.Where(), err, s.local.Where()))
-		}
+		s.failed(fmt.Errorf("central run store %s: %w (the run goes on, recorded locally in %s, and is copied over when the central store answers again)",
+			s.central.Where(), err, s.local.Where()))
 	}
 }
 
@@ -115,14 +139,8 @@ func (s *Synced) FinishRun(ctx context.Context, r engine.RunRecord) error {
 	ctx, cancel := context.WithTimeout(ctx, centralTimeout)
 	defer cancel()
 	if _, err := SyncPending(ctx, s.local, s.central); err != nil {
-		s.mu.Lock()
-		first := s.down == nil
-		s.down = err
-		s.mu.Unlock()
-		if first && s.warn != nil {
-			s.warn(fmt.Errorf("central run store %s: %w (the run is recorded locally in %s and is copied at the next run or by planrun history sync)",
-				s.central.Where(), err, s.local.Where()))
-		}
+		s.failed(fmt.Errorf("central run store %s: %w (the run is recorded locally in %s and is copied at the next run or by planrun history sync)",
+			s.central.Where(), err, s.local.Where()))
 	}
 	return nil
 }

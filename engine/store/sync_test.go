@@ -58,7 +58,7 @@ func pending(t *testing.T, local *Store) []string {
 
 func TestSyncedWritesThroughWhileCentralAnswers(t *testing.T) {
 	local, central := openTemp(t), backends[1].open(t)
-	rec := NewSynced(local, central, func(err error) { t.Errorf("unexpected warning: %v", err) })
+	rec := NewSynced(local, central, nil, func(err error) { t.Errorf("unexpected warning: %v", err) })
 	syncRun(t, rec, "run-up", nil)
 	sameRun(t, local, central, "run-up")
 	assert.Empty(t, pending(t, local), "a finished, copied run leaves the outbox")
@@ -66,7 +66,7 @@ func TestSyncedWritesThroughWhileCentralAnswers(t *testing.T) {
 
 func TestSyncedRecordsLocallyWhenCentralIsDownAtStart(t *testing.T) {
 	local, central := openTemp(t), backends[1].open(t)
-	rec := NewSynced(local, nil, nil)
+	rec := NewSynced(local, nil, nil, nil)
 	syncRun(t, rec, "run-down", nil)
 	_, _, err := central.Run(context.Background(), "run-down")
 	require.ErrorIs(t, err, ErrNotFound)
@@ -98,7 +98,7 @@ func TestSyncedCentralLostMidRun(t *testing.T) {
 	central, err := Open(dsn)
 	require.NoError(t, err)
 	var warnings []error
-	rec := NewSynced(local, central, func(err error) { warnings = append(warnings, err) })
+	rec := NewSynced(local, central, nil, func(err error) { warnings = append(warnings, err) })
 	syncRun(t, rec, "run-mid", func(i int) {
 		if i == 2 {
 			central.Close()
@@ -125,7 +125,7 @@ func TestSyncedCentralLostMidRun(t *testing.T) {
 // A run still running is copied but stays in the outbox until it ends.
 func TestSyncPendingKeepsRunningRuns(t *testing.T) {
 	local, central := openTemp(t), backends[1].open(t)
-	rec := NewSynced(local, nil, nil)
+	rec := NewSynced(local, nil, nil, nil)
 	ctx := context.Background()
 	r := engine.RunRecord{ID: "run-live", Plan: "p", Host: "h1", Started: time.Now().UTC(), Status: engine.StatusRunning}
 	require.NoError(t, rec.StartRun(ctx, r))
@@ -142,7 +142,7 @@ func TestSyncPendingKeepsRunningRuns(t *testing.T) {
 func TestSyncPendingFailureKeepsOutbox(t *testing.T) {
 	local := openTemp(t)
 	central := backends[1].open(t)
-	rec := NewSynced(local, nil, nil)
+	rec := NewSynced(local, nil, nil, nil)
 	syncRun(t, rec, "run-a", nil)
 	central.Close()
 	_, err := SyncPending(context.Background(), local, central)
@@ -156,7 +156,7 @@ func TestSyncPendingFailureKeepsOutbox(t *testing.T) {
 // central store.
 func TestSyncedStepHistoryIsLocal(t *testing.T) {
 	local := openTemp(t)
-	rec := NewSynced(local, nil, nil)
+	rec := NewSynced(local, nil, nil, nil)
 	syncRun(t, rec, "run-h", nil)
 	h, err := rec.StepHistory(context.Background(), "h1", "p", "s2", 5)
 	require.NoError(t, err)
@@ -167,7 +167,7 @@ func TestSyncedStepHistoryIsLocal(t *testing.T) {
 // Prune keeps a run that waits in the outbox, whatever its age.
 func TestPruneKeepsRunsWaitingToBeCopied(t *testing.T) {
 	local := openTemp(t)
-	rec := NewSynced(local, nil, nil)
+	rec := NewSynced(local, nil, nil, nil)
 	ctx := context.Background()
 	old := time.Now().UTC().Add(-100 * 24 * time.Hour)
 	for i, id := range []string{"waiting", "newer"} {
