@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/planrun/planrun/engine"
+	"github.com/planrun/planrun/internal/testenv"
 )
 
 // fakeLocker is a ResourceLocker whose locks a test can lose, as a fleet
@@ -83,24 +84,6 @@ func (h *fakeLock) Release() {
 	if h.l.held[h.name] == h {
 		delete(h.l.held, h.name)
 	}
-}
-
-// syncBuffer is a log sink a test reads while the run writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // lockFixture has step types that record what ran, hold until released,
@@ -194,7 +177,7 @@ func (f *lockFixture) ran() []string {
 
 // apply runs src with the file locker under the fixture's state dir, or
 // the fake locker with fake.
-func (f *lockFixture) apply(t *testing.T, ctx context.Context, src string, fake bool, log *syncBuffer) (engine.Result, *memRecorder) {
+func (f *lockFixture) apply(t *testing.T, ctx context.Context, src string, fake bool, log *testenv.SyncBuffer) (engine.Result, *memRecorder) {
 	t.Helper()
 	p, err := engine.Load("t.yaml", []byte(src), f.registry())
 	require.NoError(t, err)
@@ -215,7 +198,7 @@ type applied struct {
 }
 
 // applyAsync runs apply in the background.
-func (f *lockFixture) applyAsync(t *testing.T, ctx context.Context, src string, fake bool, log *syncBuffer) <-chan applied {
+func (f *lockFixture) applyAsync(t *testing.T, ctx context.Context, src string, fake bool, log *testenv.SyncBuffer) <-chan applied {
 	done := make(chan applied, 1)
 	go func() {
 		res, rec := f.apply(t, ctx, src, fake, log)
@@ -252,7 +235,7 @@ func TestResourceLocksSerialiseTwoRuns(t *testing.T) {
 	f := newLockFixture(t, "a")
 	planA := "version: 1\nname: a\nsteps:\n  - id: hold\n    type: work\n    locks: [\"restic:/backups/r\"]\n    with: {hold: a}\n"
 	planB := "version: 1\nname: b\nsteps:\n  - id: use\n    type: work\n    locks: [\"restic:/backups/r\"]\n"
-	var logA, logB syncBuffer
+	var logA, logB testenv.SyncBuffer
 	doneA := f.applyAsync(t, context.Background(), planA, false, &logA)
 	<-f.started["a"]
 	doneB := f.applyAsync(t, context.Background(), planB, false, &logB)
@@ -289,7 +272,7 @@ func TestResourceLockBusyPolicies(t *testing.T) {
 		t.Run(c.policy, func(t *testing.T) {
 			f := newLockFixture(t)
 			holdFileLock(t, f.state, "rclone:r2:bucket/path")
-			var log syncBuffer
+			var log testenv.SyncBuffer
 			res, rec := f.apply(t, context.Background(), `version: 1
 name: busy
 steps:
@@ -318,7 +301,7 @@ func TestSignalWhileWaitingForAResourceLock(t *testing.T) {
 	f := newLockFixture(t)
 	holdFileLock(t, f.state, "postgres:chitlaq")
 	ctx, cancel := context.WithCancelCause(context.Background())
-	var log syncBuffer
+	var log testenv.SyncBuffer
 	done := f.applyAsync(t, ctx, "version: 1\nname: sig\nsteps:\n  - id: s\n    type: work\n    locks: [postgres:chitlaq]\n", false, &log)
 	require.Eventually(t, func() bool { return strings.Contains(log.String(), "waiting for a resource lock") },
 		10*time.Second, 10*time.Millisecond)
@@ -347,7 +330,7 @@ func TestPlanLevelResourceLocks(t *testing.T) {
 		t.Run(c.defaults, func(t *testing.T) {
 			f := newLockFixture(t)
 			holdFileLock(t, f.state, "restic:/backups/r")
-			var log syncBuffer
+			var log testenv.SyncBuffer
 			res, rec := f.apply(t, context.Background(), `version: 1
 name: whole
 vars: {repo: /backups/r}
@@ -382,7 +365,7 @@ steps:
 
 func TestPlanLockIsNotTakenAgainByAStep(t *testing.T) {
 	f := newLockFixture(t)
-	var log syncBuffer
+	var log testenv.SyncBuffer
 	res, rec := f.apply(t, context.Background(), `version: 1
 name: both
 locks: [x]
@@ -403,7 +386,7 @@ steps:
 
 func TestStepLocksAreTakenInSortedOrder(t *testing.T) {
 	f := newLockFixture(t)
-	var log syncBuffer
+	var log testenv.SyncBuffer
 	res, rec := f.apply(t, context.Background(), `version: 1
 name: order
 vars: {n: a}
@@ -424,7 +407,7 @@ steps:
 
 func TestLostPlanLockStopsDestructiveSteps(t *testing.T) {
 	f := newLockFixture(t)
-	var log syncBuffer
+	var log testenv.SyncBuffer
 	res, rec := f.apply(t, context.Background(), `version: 1
 name: lost
 locks: ["restic:/r"]
@@ -473,7 +456,7 @@ steps:
 
 func TestLostLockCancelsTheRunningStep(t *testing.T) {
 	f := newLockFixture(t, "h")
-	var log syncBuffer
+	var log testenv.SyncBuffer
 	done := f.applyAsync(t, context.Background(), `version: 1
 name: cancel
 steps:
@@ -507,7 +490,7 @@ steps:
 
 func TestStepNeedingALostPlanLockFails(t *testing.T) {
 	f := newLockFixture(t)
-	var log syncBuffer
+	var log testenv.SyncBuffer
 	res, rec := f.apply(t, context.Background(), `version: 1
 name: need
 locks: ["restic:/r"]
@@ -538,7 +521,7 @@ steps:
 func TestResourceLockerErrorFailsTheStep(t *testing.T) {
 	f := newLockFixture(t)
 	f.locker.tryErr = errors.New("run store unreachable")
-	var log syncBuffer
+	var log testenv.SyncBuffer
 	res, rec := f.apply(t, context.Background(), "version: 1\nname: err\nsteps:\n  - id: s\n    type: work\n    locks: [x]\n", true, &log)
 	assert.Equal(t, engine.ExitFailed, res.ExitCode)
 	atts := attemptsOf(rec, "s")
@@ -566,7 +549,7 @@ func TestResourceLockValidation(t *testing.T) {
 		assert.Contains(t, err.Error(), c.want, c.src)
 	}
 	// Known only at run time: a name that evaluates to nothing.
-	var log syncBuffer
+	var log testenv.SyncBuffer
 	res, rec := f.apply(t, context.Background(), "version: 1\nname: v\nvars: {repo: \"\"}\nsteps:\n  - {id: s, type: work, locks: [\"${{ vars.repo }}\"]}\n", true, &log)
 	assert.Equal(t, engine.ExitFailed, res.ExitCode)
 	assert.Contains(t, attemptsOf(rec, "s")[0].Error, `t.yaml:5:33: step "s": locks: empty resource name (from "${{ vars.repo }}")`)
@@ -672,7 +655,7 @@ func TestSignalWhileWaitingForThePlanLocks(t *testing.T) {
 	f := newLockFixture(t)
 	holdFileLock(t, f.state, "restic:/backups/r")
 	ctx, cancel := context.WithCancelCause(context.Background())
-	var log syncBuffer
+	var log testenv.SyncBuffer
 	done := f.applyAsync(t, ctx, "version: 1\nname: sig\nlocks: [\"restic:/backups/r\"]\nmonitor:\n  - type: mon\nsteps:\n  - {id: s, type: work}\n", false, &log)
 	require.Eventually(t, func() bool { return strings.Contains(log.String(), "waiting for a resource lock") },
 		10*time.Second, 10*time.Millisecond)

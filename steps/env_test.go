@@ -1,45 +1,26 @@
 package steps
 
 import (
-	"bytes"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/planrun/planrun/engine"
+	"github.com/planrun/planrun/internal/testenv"
 )
-
-// syncBuffer is a log sink safe for the concurrent writes of a step.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // testStepEnv is the one step Env of the step tests, as the runner builds
 // it: the process environment (plus extraEnv), a redactor that knows the
 // environment's secrets, a private temp dir removed after the test, and
 // the step's log redacted into a buffer for assertions and into the test
 // log for failures.
-func testStepEnv(t testing.TB, extraEnv ...string) (*engine.Env, *syncBuffer) {
+func testStepEnv(t testing.TB, extraEnv ...string) (*engine.Env, *testenv.SyncBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	secrets := engine.NewRedactor()
 	environ := append(os.Environ(), extraEnv...)
 	secrets.AddEnv(environ)
@@ -53,7 +34,7 @@ func testStepEnv(t testing.TB, extraEnv ...string) (*engine.Env, *syncBuffer) {
 }
 
 // offsiteEnv is testStepEnv with a given run id (Healthchecks rid tests).
-func offsiteEnv(t *testing.T, runID string) (*engine.Env, *syncBuffer) {
+func offsiteEnv(t *testing.T, runID string) (*engine.Env, *testenv.SyncBuffer) {
 	env, logs := testStepEnv(t)
 	env.RunID = runID
 	return env, logs

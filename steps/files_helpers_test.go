@@ -17,7 +17,7 @@ import (
 
 const keys = "../testdata/keys"
 
-func stepEnv(t *testing.T) (*engine.Env, *syncBuffer) { return testStepEnv(t) }
+func stepEnv(t *testing.T) (*engine.Env, *testenv.SyncBuffer) { return testStepEnv(t) }
 
 // decode builds params the way a plan does: YAML `with:` through the registry.
 func decode(t *testing.T, typ, with string) (*engine.Type, any) {

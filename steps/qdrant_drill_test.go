@@ -13,11 +13,12 @@ import (
 
 	"github.com/planrun/planrun/engine"
 	"github.com/planrun/planrun/internal/qdrantdouble"
+	"github.com/planrun/planrun/internal/testenv"
 )
 
 // qdrantBackup snapshots one collection of the double into an encrypted
 // artifact and returns the record the manifest would hold.
-func qdrantBackup(t *testing.T, url, coll, apiKey string) (engine.ArtifactRecord, string, *syncBuffer) {
+func qdrantBackup(t *testing.T, url, coll, apiKey string) (engine.ArtifactRecord, string, *testenv.SyncBuffer) {
 	t.Helper()
 	idFile, recip := dbAgeKeys(t)
 	out := filepath.Join(t.TempDir(), coll+".snapshot.zst.age")

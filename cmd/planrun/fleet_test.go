@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,29 +43,10 @@ func (h *fleetHost) plan(name, body string) string {
 	return p
 }
 
-// syncBuffer is a bytes.Buffer that a test may read while the child
-// process's output is copied into it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (h *fleetHost) cmd(args ...string) (*exec.Cmd, *syncBuffer, *syncBuffer) {
+func (h *fleetHost) cmd(args ...string) (*exec.Cmd, *testenv.SyncBuffer, *testenv.SyncBuffer) {
 	c := exec.Command(testenv.PlanrunBin(h.t), args...)
 	c.Env = h.env
-	var out, errb syncBuffer
+	var out, errb testenv.SyncBuffer
 	c.Stdout, c.Stderr = &out, &errb
 	return c, &out, &errb
 }
@@ -112,8 +91,20 @@ func gateStep(dir string) (started, gate, step string) {
 	return started, gate, step
 }
 
+// applyHeld starts `planrun apply plan` on the host and returns once its
+// gate step has created started: the run then holds its locks until the
+// test creates gate (at the latest when the test ends).
+func (h *fleetHost) applyHeld(plan, started, gate string) (*exec.Cmd, *testenv.SyncBuffer, *testenv.SyncBuffer) {
+	h.t.Helper()
+	c, out, errb := h.cmd("apply", plan)
+	require.NoError(h.t, c.Start())
+	h.t.Cleanup(func() { touch(h.t, gate); _ = c.Wait() })
+	waitFile(h.t, started, errb)
+	return c, out, errb
+}
+
 // waitFile polls for a file the run creates (no sleeps as synchronisation).
-func waitFile(t *testing.T, path string, c *exec.Cmd, errb *syncBuffer) {
+func waitFile(t *testing.T, path string, errb *testenv.SyncBuffer) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -203,10 +194,7 @@ func TestFleetLockBlocksAcrossHosts(t *testing.T) {
 	h1, h2 := newFleetHost(t, db, "db-1"), newFleetHost(t, db, "db-2")
 	started, gate, step := gateStep(h1.dir)
 	holder := h1.plan("holder", "locks: [\"restic:/srv/shared-repo\"]\nsteps:\n"+step)
-	c, _, errb := h1.cmd("apply", holder)
-	require.NoError(t, c.Start())
-	t.Cleanup(func() { touch(t, gate); _ = c.Wait() })
-	waitFile(t, started, c, errb)
+	c, _, _ := h1.applyHeld(holder, started, gate)
 
 	// The holder row names the host.
 	conn, err := sql.Open("pgx", db)
@@ -267,10 +255,7 @@ steps:
     type: prune
     with: {dir: %q, pattern: "dump-*.sql", max_age: 1d}
 `, step, arts))
-	c, out, errb := h1.cmd("apply", plan)
-	require.NoError(t, c.Start())
-	t.Cleanup(func() { touch(t, gate); _ = c.Wait() })
-	waitFile(t, started, c, errb)
+	c, out, errb := h1.applyHeld(plan, started, gate)
 
 	conn, err := sql.Open("pgx", db)
 	require.NoError(t, err)
@@ -310,10 +295,7 @@ func TestFleetCentralStoreDownMidRun(t *testing.T) {
 	h1 := newFleetHost(t, db, "db-1")
 	started, gate, step := gateStep(h1.dir)
 	plan := h1.plan("nightly", "steps:\n"+step+"  - id: after\n    type: exec\n    with: {command: [\"true\"]}\n")
-	c, out, errb := h1.cmd("apply", plan)
-	require.NoError(t, c.Start())
-	t.Cleanup(func() { touch(t, gate); _ = c.Wait() })
-	waitFile(t, started, c, errb)
+	c, out, errb := h1.applyHeld(plan, started, gate)
 	pg.Stop(t)
 	touch(t, gate)
 	require.NoError(t, c.Wait(), out.String()+errb.String())

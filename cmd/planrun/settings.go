@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/sethvargo/go-envconfig"
+
+	"github.com/planrun/planrun/engine/store"
 )
 
 // Settings are planrun's own settings, read from the environment; the
@@ -78,7 +80,7 @@ func loadSettings(ctx context.Context, lookup envconfig.Lookuper) (Settings, err
 func (s Settings) LocalDB() string { return filepath.Join(s.StateDir, "runs.db") }
 
 // Central reports whether the run store is a central (PostgreSQL) one.
-func (s Settings) Central() bool { return isCentralURL(s.DB) }
+func (s Settings) Central() bool { return store.IsPostgresURL(s.DB) }
 
 // settingError names the variable an operator set, not the Go field
 // go-envconfig reports ("HistoryKeepDays: strconv.ParseInt: ...").
@@ -137,7 +139,7 @@ func runSettings(db, logFormat string) (Settings, error) {
 // dbFlagSafe refuses a --db URL with a password in it: every user of the
 // host can read a process's argv.
 func dbFlagSafe(db string) error {
-	if isCentralURL(db) {
+	if store.IsPostgresURL(db) {
 		if u, err := url.Parse(db); err == nil {
 			if _, has := u.User.Password(); has || u.Query().Has("password") {
 				return errors.New("--db: a password in the URL would be visible in the process list; give it in PGPASSWORD or a PGPASSFILE (or the URL in PLANRUN_DB)")
@@ -145,10 +147,4 @@ func dbFlagSafe(db string) error {
 		}
 	}
 	return nil
-}
-
-// isCentralURL reports whether a PLANRUN_DB value names a PostgreSQL
-// store (a URL) rather than a SQLite file.
-func isCentralURL(db string) bool {
-	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
 }

@@ -76,13 +76,22 @@ type preflightReport struct {
 // preflight runs the online checks of each plan: exit 1 if one fails.
 func preflight(plans []*engine.Plan, inv engine.Invocation, db string, asJSON bool, stdout, stderr io.Writer) int {
 	var hist engine.HistoryReader
-	st, host := historyStore(db, stderr)
-	if st != nil {
-		defer st.Close()
-		hist = st
+	var central func(*engine.Plan) engine.PreflightCheck
+	// Settings that do not load only cost the checks that need them (the
+	// disk prediction, the central store), as before.
+	if settings, err := loadSettings(context.Background(), nil); err != nil {
+		fmt.Fprintf(stderr, "planrun: settings: %v\n", err)
+	} else {
+		if db != "" {
+			settings.DB = db
+		}
+		if st := historyStore(settings, stderr); st != nil {
+			defer st.Close()
+			hist = st
+		}
+		inv.Host = settings.Host
+		central = centralStoreCheck(settings)
 	}
-	inv.Host = host
-	central := centralStoreCheck(db)
 	var reports []preflightReport
 	failed := false
 	for _, p := range plans {
@@ -135,14 +144,7 @@ func preflight(plans []*engine.Plan, inv engine.Invocation, db string, asJSON bo
 // failure for a plan with resource locks when they cannot fall back to
 // this host (PLANRUN_LOCK_FALLBACK=fail): its steps that need them would
 // fail. nil: no central store.
-func centralStoreCheck(db string) func(*engine.Plan) engine.PreflightCheck {
-	settings, err := loadSettings(context.Background(), nil)
-	if err != nil {
-		return nil // reported by historyStore
-	}
-	if db != "" {
-		settings.DB = db
-	}
+func centralStoreCheck(settings Settings) func(*engine.Plan) engine.PreflightCheck {
 	if !settings.Central() {
 		return nil
 	}
@@ -181,28 +183,20 @@ func planHasLocks(p *engine.Plan) bool {
 
 // historyStore opens this host's run store for the disk prediction, if
 // there is one (preflight writes nothing, so a missing store is not
-// created), and names the host: with a central store, the host's own
-// local record, which holds all its runs.
-func historyStore(db string, stderr io.Writer) (*store.Store, string) {
-	settings, err := loadSettings(context.Background(), nil)
-	if err != nil {
-		fmt.Fprintf(stderr, "planrun: settings: %v\n", err)
-		return nil, ""
-	}
-	if db != "" {
-		settings.DB = db
-	}
+// created): with a central store, the host's own local record, which
+// holds all its runs.
+func historyStore(settings Settings, stderr io.Writer) *store.Store {
 	path := settings.DB
 	if settings.Central() {
 		path = settings.LocalDB()
 	}
 	if _, err := os.Stat(path); err != nil {
-		return nil, settings.Host
+		return nil
 	}
 	st, err := store.Open(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "planrun: warning: run store: %v (no disk prediction)\n", err)
-		return nil, settings.Host
+		return nil
 	}
-	return st, settings.Host
+	return st
 }

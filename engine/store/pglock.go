@@ -29,7 +29,7 @@ import (
 // AdvisoryLocker when it is a PostgreSQL URL, nil for a SQLite file (whose
 // host keeps its locks itself: engine.FileLocker).
 func FleetLocker(dsn string, opts AdvisoryOptions) *AdvisoryLocker {
-	if !isPostgresURL(dsn) {
+	if !IsPostgresURL(dsn) {
 		return nil
 	}
 	return NewAdvisoryLocker(dsn, opts)
@@ -247,7 +247,7 @@ func (l *AdvisoryLocker) connect(ctx context.Context, runID string) error {
 	if err != nil {
 		// pgx masks the password in its parse errors only as far as it can
 		// tell where it is in a malformed string: say nothing more.
-		if isPostgresURL(l.dsn) {
+		if IsPostgresURL(l.dsn) {
 			return fmt.Errorf("the run store URL %s does not parse", redactedURL(l.dsn))
 		}
 		return errors.New("the run store's PostgreSQL connection string does not parse")

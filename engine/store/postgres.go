@@ -21,7 +21,9 @@ const connectTimeout = 5 * time.Second
 // queries overlap without crowding a server that many hosts share.
 const maxPGConns = 4
 
-func isPostgresURL(dsn string) bool {
+// IsPostgresURL reports whether a run store name is a PostgreSQL URL (a
+// central store) rather than a SQLite file.
+func IsPostgresURL(dsn string) bool {
 	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
 

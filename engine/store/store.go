@@ -46,8 +46,14 @@ func Open(dsn string) (*Store, error) {
 	return open(context.Background(), dsn, migrations)
 }
 
+// OpenContext is Open bounded by ctx (connecting to a central store that
+// does not answer).
+func OpenContext(ctx context.Context, dsn string) (*Store, error) {
+	return open(ctx, dsn, migrations)
+}
+
 func open(ctx context.Context, dsn string, steps []migration) (*Store, error) {
-	if isPostgresURL(dsn) {
+	if IsPostgresURL(dsn) {
 		return openPostgres(ctx, dsn, steps)
 	}
 	return openSQLite(ctx, dsn, steps)

@@ -226,9 +226,3 @@ func forget(ctx context.Context, local *Store, runID string) error {
 	_, err := local.conn().exec(ctx, `DELETE FROM sync_pending WHERE run_id = ?`, runID)
 	return err
 }
-
-// OpenContext is Open bounded by ctx (connecting to a central store that
-// does not answer).
-func OpenContext(ctx context.Context, dsn string) (*Store, error) {
-	return open(ctx, dsn, migrations)
-}
