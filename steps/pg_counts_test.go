@@ -317,6 +317,31 @@ func TestPgDumpInverseParams(t *testing.T) {
 	}
 }
 
+// The snapshot session asks for pg_dump's version (psql's \!): a program
+// whose --version fails (a quoted path with a space here) leaves the
+// record without a version, and the session goes on to count the rows.
+func TestPgDumpVersionFailsBackupGoesOn(t *testing.T) {
+	pgEnv(t)
+	db := pgCountsDB(t)
+	real, err := exec.LookPath("pg_dump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapper := filepath.Join(t.TempDir(), "my pg_dump")
+	script := "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'no version here' >&2; exit 3; }\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "db.dump")
+	_, rec := pgDumpRecord(t, dbEnv(t), fmt.Sprintf("database: %s\npg_dump: %q\noutput: %s", db, wrapper, out))
+	if v, ok := rec.Tools["pg_dump"]; ok {
+		t.Errorf("the record names version %q of a program whose --version failed", v)
+	}
+	if rec.Counts["rows:Other.t2"] != 7 || len(rec.Counts) != 9 {
+		t.Errorf("counts after the failed --version: %v", rec.Counts)
+	}
+}
+
 // Dump, derive the scratch restore from the record, run it: the restored
 // counts equal the manifest's, the scratch database is gone, the source
 // untouched; the record holds what a restore needs and no secret.

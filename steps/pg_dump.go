@@ -110,8 +110,10 @@ defaults there (its unix socket) unless host/port are given; their stdout
 still streams into the artifact on the host. The password then crosses as
 -e PGPASSWORD (the value only in the engine client's environment, never in
 an argv, no file in the container); jobs and programs name things inside
-the container. If pg_dump exits non-zero at any point, even after streaming most of the
-data, the artifact is discarded and the step fails with pg_dump's stderr.
+the container. The snapshot session's psql also runs pg_dump --version
+(psql's \!) for the record, so it costs no exec of its own. If pg_dump
+exits non-zero at any point, even after streaming most of the data, the
+artifact is discarded and the step fails with pg_dump's stderr.
 
 Row counts: before the dump, a psql session (same connection arguments and
 PGPASSFILE as pg_dump) begins a REPEATABLE READ transaction, exports its
@@ -152,7 +154,7 @@ export there needs PostgreSQL 10 or newer; the step fails otherwise).`,
 		return []string{
 			"run: " + s.CommandLine(env, proc.Cmd{Name: p.Psql, Args: append(append([]string(nil), pgsnap.PsqlArgs...), s.ConnArgs("")...),
 				Env: childenv.Set(s.Environ, "PGAPPNAME", pgsnap.AppName)}) +
-				" (stdin: BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT pg_export_snapshot(); SELECT count(*) per dumped table; held open during pg_dump)",
+				" (stdin: BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT pg_export_snapshot(); \\! " + proc.Quote(p.PgDump) + " --version; SELECT count(*) per dumped table; held open during pg_dump)",
 			"run: " + s.CommandLine(env, proc.Cmd{Name: p.PgDump, Args: p.args(s, "<exported snapshot>"), Env: s.Environ}) + how,
 			"write: " + p.WriteOptions.Describe(),
 		}
@@ -176,29 +178,45 @@ func runPgDump(ctx context.Context, env *engine.Env, p *PgDumpParams) (engine.Ou
 		return nil, nil, err
 	}
 	defer s.Close()
-	if err := s.Probe(ctx, env); err != nil {
-		return nil, nil, err
-	}
 	// The snapshot session also fails fast on a bad connection, before any
 	// artifact exists. It is named, so a DBA who sees it idle in
 	// transaction knows what it is.
-	snapEnv := childenv.Set(s.Environ, "PGAPPNAME", pgsnap.AppName)
+	snapCmd := s.Cmd(proc.Cmd{Name: p.Psql, Args: append(append([]string(nil), pgsnap.PsqlArgs...), s.ConnArgs("")...),
+		Env: childenv.Set(s.Environ, "PGAPPNAME", pgsnap.AppName), Secrets: env.Secrets})
+	// In a container, the probe and the snapshot session each start with an
+	// exec of about 0.2 s and do not need each other: they overlap. The
+	// session's command is built first, so only the dump's stream takes the
+	// FIFO root the probe finds.
+	var probeErr error
+	probed := make(chan struct{})
+	go func() {
+		defer close(probed)
+		probeErr = s.Probe(ctx, env)
+	}()
 	// Cancelling sctx stops the snapshot session (and its counts) when the
 	// dump fails.
 	sctx, stopSnap := context.WithCancel(ctx)
 	defer stopSnap()
-	snap, err := pgsnap.Open(sctx, s.Cmd(proc.Cmd{Name: p.Psql, Args: append(append([]string(nil), pgsnap.PsqlArgs...), s.ConnArgs("")...),
-		Env: snapEnv, Secrets: env.Secrets}), sel)
+	snap, err := pgsnap.Open(sctx, snapCmd, sel)
+	<-probed
+	if err == nil {
+		defer snap.Close()
+	}
+	// A missing container fails every exec: the probe's error names it.
+	if probeErr != nil {
+		return nil, nil, probeErr
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	defer snap.Close()
-	// The version is for the record: not knowing it is no reason to skip a backup.
-	toolVersion := ""
-	if tool, err := proc.Run(ctx, s.Cmd(proc.Cmd{Name: p.PgDump, Args: []string{"--version"}, Env: s.Environ, Secrets: env.Secrets})); err != nil {
-		env.Log.Warn("pg_dump --version failed; the record will not name its version", "err", err)
-	} else {
-		toolVersion = strings.TrimSpace(tool.Stdout)
+	// The version is for the record: not knowing it is no reason to skip a
+	// backup. The session asks for it, saving another exec in a container.
+	toolVersion, err := snap.ToolVersion(p.PgDump)
+	if err != nil {
+		return nil, nil, fmt.Errorf("snapshot session: %w", err)
+	}
+	if toolVersion == "" {
+		env.Log.Warn("pg_dump --version printed nothing; the record will not name its version", "program", p.PgDump)
 	}
 	w, err := artifact.Create(ctx, env, p.WriteOptions)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/planrun/planrun/steps/internal/proc"
+	"golang.org/x/sys/unix"
 )
 
 // The engine relays a tool's stdio through its daemon at a high CPU cost
@@ -60,6 +61,22 @@ func rootOf(pid, id string) string {
 	}
 	os.Remove(probe)
 	return root
+}
+
+// fifoSize is the FIFO's buffer once both ends are open. The default 64
+// KiB makes planrun wake for every few writes of the tool (pg_dump writes
+// 4 KiB at a time), and each such wake-up crosses from the container's
+// cgroup into planrun's: with 1 MiB the pg_dump step through a container
+// took 0.3-0.6 s less per GiB dumped (scripts/bench-container.sh).
+const fifoSize = 1 << 20
+
+// widen grows f's pipe buffer to fifoSize. It is only a speed-up: a user
+// over the kernel's pipe limits (fs.pipe-max-size, pipe-user-pages-soft)
+// keeps the default.
+func widen(f *os.File) {
+	if rc, err := f.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, fifoSize) })
+	}
 }
 
 // fifo is one tool run's FIFO directory (out or in): dir as the container
@@ -116,6 +133,7 @@ func (f *fifo) feed(in io.Reader, name string, signal func(ctx context.Context, 
 			mu.Lock()
 			writer = w
 			mu.Unlock()
+			widen(w)
 			sink := &proc.ErrWriter{W: w}
 			_, err = io.Copy(sink, in)
 			if err != nil && sink.Err == nil {
@@ -178,6 +196,7 @@ func (f *fifo) attach(out io.Writer) func(pid string, words []string) func(error
 			mu.Lock()
 			reader = r
 			mu.Unlock()
+			widen(r)
 			_, err = io.Copy(out, r)
 			r.Close()
 			done <- err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/planrun/planrun/internal/testenv"
 	"github.com/planrun/planrun/steps/internal/proc"
+	"golang.org/x/sys/unix"
 )
 
 // In a real container on this host, a tool's output takes the FIFO, every
@@ -117,5 +118,38 @@ func TestFIFOInRealContainer(t *testing.T) {
 	ls, err := exec.Command(docker, "exec", pg.Name, "ls", "-A", "/tmp").CombinedOutput()
 	if err != nil || strings.Contains(string(ls), ".planrun-") {
 		t.Errorf("container /tmp: %v %s", err, ls)
+	}
+}
+
+// widen gives a FIFO the larger buffer (fifoSize is within the default
+// fs.pipe-max-size, so any user gets it).
+func TestWidenFIFO(t *testing.T) {
+	path := t.TempDir() + "/p"
+	if err := unix.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	size := func() int {
+		n, err := unix.FcntlInt(w.Fd(), unix.F_GETPIPE_SZ, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if size() >= fifoSize {
+		t.Fatalf("a new FIFO already has %d bytes of buffer", size())
+	}
+	widen(r)
+	if got := size(); got != fifoSize {
+		t.Fatalf("buffer after widen: %d bytes, want %d", got, fifoSize)
 	}
 }

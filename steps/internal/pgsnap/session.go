@@ -73,13 +73,30 @@ func (s *Session) Exec(sql string) ([]string, error) {
 	if !strings.HasSuffix(strings.TrimSpace(sql), ";") {
 		return nil, errors.New("pgsnap: SQL must end with ';'")
 	}
+	return s.send(sql)
+}
+
+// Shell runs a shell command line with psql's \!, where psql runs (in the
+// container, for a container target) and in its environment, and returns
+// what the command printed on stdout. A command that cannot run would end
+// the session (ON_ERROR_STOP): cmd must end in `|| :` or the like.
+func (s *Session) Shell(cmd string) ([]string, error) {
+	if strings.ContainsAny(cmd, "\n\r") {
+		return nil, errors.New("pgsnap: a shell command must be one line")
+	}
+	return s.send(`\! ` + cmd)
+}
+
+// send writes one batch (SQL, or a psql meta-command) and reads its lines
+// up to the batch's marker.
+func (s *Session) send(batch string) ([]string, error) {
 	s.seq++
 	mark := fmt.Sprintf("%s-%d", s.token, s.seq)
 	// Written concurrently with reading: a large batch must not fill the
 	// stdin pipe while psql waits for us to drain its stdout.
 	werr := make(chan error, 1)
 	go func() {
-		_, err := io.WriteString(s.stdin, sql+"\n\\echo "+mark+"\n")
+		_, err := io.WriteString(s.stdin, batch+"\n\\echo "+mark+"\n")
 		werr <- err
 	}()
 	var lines []string

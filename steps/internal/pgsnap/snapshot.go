@@ -112,6 +112,18 @@ func (snap *Snapshot) Count() error {
 	return nil
 }
 
+// ToolVersion is `program --version` as the session's psql sees it (the
+// same PATH, and the same container, as the dump's program): one line to
+// an open psql, not another start of a process in the container. It is ""
+// when program does not run or prints nothing.
+func (snap *Snapshot) ToolVersion(program string) (string, error) {
+	lines, err := snap.sess.Shell(proc.Quote(program) + " --version 2>/dev/null || :")
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(strings.Join(lines, "\n")), nil
+}
+
 // Close ends the transaction (it only read) and psql.
 func (s *Snapshot) Close() error {
 	if s == nil || s.sess == nil {
