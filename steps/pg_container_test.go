@@ -236,21 +236,7 @@ CREATE TABLE "Mixed Case"(k text PRIMARY KEY); INSERT INTO "Mixed Case" SELECT '
 	}
 	dockerPsql(t, docker, pg.Name, "postgres", "DROP DATABASE "+db+" WITH (FORCE)")
 
-	s = startSampler(pg.Password)
-	res, err := dbRun(t, PgRestore, dbEnv(t, clean...), ctr+"recreate_database: true\nsingle_transaction: true\nverify_counts: ['*']\nafter_sql: [ANALYZE]\ninput: "+out)
-	s.finish(t, "docker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	counts := res["counts"].(map[string]int64)
-	for k, v := range rec.Counts {
-		if counts[k] != v {
-			t.Errorf("%s: restored %d, dumped %d", k, counts[k], v)
-		}
-	}
-	if after := sum(); after != before {
-		t.Errorf("content checksum %s, want %s", after, before)
-	}
+	pgRestoreMatches(t, dbEnv(t, clean...), ctr+"after_sql: [ANALYZE]\ninput: "+out, pg.Password, rec, sum, before)
 	if ls, err := exec.Command(docker, "exec", pg.Name, "sh", "-c", "ls -A /tmp /var/tmp").CombinedOutput(); err != nil || strings.Contains(string(ls), "pgpass") {
 		t.Errorf("container temp dirs: %v\n%s", err, ls)
 	}
@@ -330,6 +316,29 @@ CREATE TABLE "Mixed Case"(k text PRIMARY KEY); INSERT INTO "Mixed Case" SELECT '
 		if time.Now().After(deadline) {
 			t.Fatalf("still running in the container after the step was cancelled:\n%s", left)
 		}
+	}
+}
+
+// pgRestoreMatches runs pg_restore (with, plus a recreated database in one
+// transaction and every table counted) while the sampler watches for
+// secret: the restored counts are the dump's, the content checksum (sum)
+// is what it was before the dump.
+func pgRestoreMatches(t *testing.T, env *engine.Env, with, secret string, rec *engine.ArtifactRecord, sum func() string, before string) {
+	t.Helper()
+	s := startSampler(secret)
+	res, err := dbRun(t, PgRestore, env, "recreate_database: true\nsingle_transaction: true\nverify_counts: ['*']\n"+with)
+	s.finish(t, "docker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := res["counts"].(map[string]int64)
+	for k, v := range rec.Counts {
+		if counts[k] != v {
+			t.Errorf("%s: restored %d, dumped %d", k, counts[k], v)
+		}
+	}
+	if after := sum(); after != before {
+		t.Errorf("content checksum %s, want %s", after, before)
 	}
 }
 

@@ -14,6 +14,7 @@ package testenv
 //     AuthDB: "admin", Password, URI: "mongodb://127.0.0.1:27017/"}: FerretDB
 //     (SQLite) with authentication on; mongodump, mongorestore, mongoimport on PATH.
 //   - RequireDocker(t) -> path of the docker client, once the daemon answers.
+//   - RequireCompose(t) -> the same, once `docker compose` works too.
 //
 // `docker exec` runs as root in both (the servers run as their own users).
 // The passwords are only in files on the host (mode 0600), never in the
@@ -66,6 +67,17 @@ func RequireDocker(t testing.TB) string {
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, docker, "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
 		stop(t, "Docker daemon at %s not answering: %v: %s", os.Getenv("DOCKER_HOST"), err, bytes.TrimSpace(out))
+	}
+	return docker
+}
+
+// RequireCompose is RequireDocker for tests that also need the Compose
+// plugin (`docker compose`, found under DOCKER_CONFIG/cli-plugins).
+func RequireCompose(t testing.TB) string {
+	t.Helper()
+	docker := RequireDocker(t)
+	if out, err := exec.Command(docker, "compose", "version").CombinedOutput(); err != nil {
+		stop(t, "docker compose (scripts/testenv.sh builds it; DOCKER_CONFIG=%s): %v: %s", os.Getenv("DOCKER_CONFIG"), err, bytes.TrimSpace(out))
 	}
 	return docker
 }
