@@ -63,6 +63,13 @@ func (p *PgDumpParams) selection() (*pgsnap.Selection, error) {
 	return sel, nil
 }
 
+// snapshotPsql is the snapshot session's psql (before wrapping for a
+// container): pg_dump's connection, named so a DBA knows what it is.
+func (p *PgDumpParams) snapshotPsql(s *pgconn.Session) proc.Cmd {
+	return proc.Cmd{Name: p.Psql, Args: append(append([]string(nil), pgsnap.PsqlArgs...), s.ConnArgs("")...),
+		Env: childenv.Set(s.Environ, "PGAPPNAME", pgsnap.AppName)}
+}
+
 func (p *PgDumpParams) args(s *pgconn.Session, snapshot string) []string {
 	args := []string{"--format=" + p.Format, "--no-password"}
 	if snapshot != "" {
@@ -152,8 +159,7 @@ export there needs PostgreSQL 10 or newer; the step fails otherwise).`,
 			how = " (password via the engine client's PGPASSWORD)"
 		}
 		return []string{
-			"run: " + s.CommandLine(env, proc.Cmd{Name: p.Psql, Args: append(append([]string(nil), pgsnap.PsqlArgs...), s.ConnArgs("")...),
-				Env: childenv.Set(s.Environ, "PGAPPNAME", pgsnap.AppName)}) +
+			"run: " + s.CommandLine(env, p.snapshotPsql(s)) +
 				" (stdin: BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT pg_export_snapshot(); \\! " + proc.Quote(p.PgDump) + " --version; SELECT count(*) per dumped table; held open during pg_dump)",
 			"run: " + s.CommandLine(env, proc.Cmd{Name: p.PgDump, Args: p.args(s, "<exported snapshot>"), Env: s.Environ}) + how,
 			"write: " + p.WriteOptions.Describe(),
@@ -181,8 +187,9 @@ func runPgDump(ctx context.Context, env *engine.Env, p *PgDumpParams) (engine.Ou
 	// The snapshot session also fails fast on a bad connection, before any
 	// artifact exists. It is named, so a DBA who sees it idle in
 	// transaction knows what it is.
-	snapCmd := s.Cmd(proc.Cmd{Name: p.Psql, Args: append(append([]string(nil), pgsnap.PsqlArgs...), s.ConnArgs("")...),
-		Env: childenv.Set(s.Environ, "PGAPPNAME", pgsnap.AppName), Secrets: env.Secrets})
+	snapPsql := p.snapshotPsql(s)
+	snapPsql.Secrets = env.Secrets
+	snapCmd := s.Cmd(snapPsql)
 	// In a container, the probe and the snapshot session each start with an
 	// exec of about 0.2 s and do not need each other: they overlap. The
 	// session's command is built first, so only the dump's stream takes the
